@@ -1,0 +1,169 @@
+"""Backbones (images -> feature vectors) and the continual model around them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UsageError
+from .heads import IncrementalClassifier, MultiHeadClassifier
+
+
+def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (He et al. 2016).
+
+    ``shortcut="conv"`` projects with a 1x1 convolution when the shape changes
+    (option B, ResNet-18); ``shortcut="pad"`` subsamples and zero-pads the
+    channels (option A, the CIFAR ResNet-32 of iCaRL and PyCIL).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "conv") -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        self.pad_channels = 0
+        if stride != 1 or in_planes != planes:
+            if shortcut == "conv":
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                )
+            else:
+                self.shortcut = nn.AvgPool2d(1, stride=stride)
+                self.pad_channels = planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = self.shortcut(x)
+        if self.pad_channels:
+            identity = F.pad(identity, (0, 0, 0, 0, 0, self.pad_channels))
+        return F.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet: a 3x3 stride-1 stem, no max-pool, global average pooling.
+
+    ``widths`` gives each stage's channels and ``blocks`` its block count; the
+    first stage keeps the resolution, every later one halves it.
+    """
+
+    def __init__(
+        self, blocks: tuple[int, ...], widths: tuple[int, ...], in_channels: int = 3, shortcut: str = "conv"
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_conv3x3(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        layers: list[nn.Module] = []
+        in_planes = widths[0]
+        for stage, (count, width) in enumerate(zip(blocks, widths)):
+            for block in range(count):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlock(in_planes, width, stride, shortcut))
+                in_planes = width
+        self.layers = nn.Sequential(*layers)
+        self.out_features = in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
+
+
+class SmallCNN(nn.Module):
+    """Two conv-BN-ReLU layers pooled to 2x2: 128 features, for tests and the demo."""
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        )
+        self.out_features = 128
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.body(x), 2).flatten(1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[int], nn.Module]
+    help: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "reduced-resnet18",
+            lambda c: ResNet((2, 2, 2, 2), (20, 40, 80, 160), c),
+            "ResNet-18 with nf=20 (GEM, Mammoth, Avalanche's SlimResNet18); 160 features, ~1.1M parameters",
+        ),
+        ModelSpec(
+            "resnet18",
+            lambda c: ResNet((2, 2, 2, 2), (64, 128, 256, 512), c),
+            "ResNet-18 with a CIFAR stem (3x3 conv, no max-pool); 512 features, ~11M parameters",
+        ),
+        ModelSpec(
+            "resnet32",
+            lambda c: ResNet((5, 5, 5), (16, 32, 64), c, shortcut="pad"),
+            "CIFAR ResNet-32 with zero-padding shortcuts (iCaRL, PyCIL); 64 features, ~0.46M parameters",
+        ),
+        ModelSpec("small-cnn", SmallCNN, "two-layer CNN, 128 features: tests and the digits demo"),
+    )
+}
+
+HEADS = {
+    "incremental": "one head over all classes seen so far, grown each task (class-IL)",
+    "multi": "one head per task; training restricts cross-entropy to the current task's head (task-IL)",
+    "fixed": "one head over every class of the stream from the start (Mammoth's layout)",
+}
+
+
+class ContinualModel(nn.Module):
+    """A backbone followed by a classifier head; ``forward`` returns logits."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, head_kind: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.head_kind = head_kind
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def grow(self, num_classes: int) -> None:
+        """Give the head units for classes ``0 .. num_classes - 1``."""
+        self.head.grow(num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def build_model(name: str, in_channels: int, num_classes: int, head: str = "incremental") -> ContinualModel:
+    """Build backbone ``name`` with a ``head`` of the given kind.
+
+    ``num_classes`` is the stream's total; only the ``fixed`` head uses it up front.
+    """
+    if name not in MODELS:
+        raise UsageError(f"unknown model '{name}': choose --model from {', '.join(MODELS)} (see `lifelong-kd list`)")
+    if head not in HEADS:
+        raise UsageError(f"unknown head '{head}': choose --head from {', '.join(HEADS)}")
+    backbone = MODELS[name].build(in_channels)
+    if head == "multi":
+        classifier: nn.Module = MultiHeadClassifier(backbone.out_features)
+    else:
+        classifier = IncrementalClassifier(backbone.out_features, num_classes if head == "fixed" else 0)
+    return ContinualModel(backbone, classifier, head)

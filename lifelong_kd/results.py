@@ -1,0 +1,105 @@
+"""The results document of one run, written atomically after every task."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, metrics
+from .errors import UsageError
+
+FORMAT = "lifelong_kd.results/1"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Versions and the device, so a result says where it came from."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    return {
+        "lifelong_kd": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": f"{device.type} ({name})",
+        "cpu_threads": str(torch.get_num_threads()),
+    }
+
+
+def _metrics(matrix: list[list[float | None]]) -> dict[str, float] | None:
+    return metrics.summary(matrix) if matrix else None
+
+
+def results_document(
+    config: dict[str, Any],
+    env: dict[str, str],
+    class_il: list[list[float | None]],
+    task_il: list[list[float | None]],
+    timing: dict[str, list[float]],
+    status: str,
+    baseline: list[float] | None = None,
+) -> dict[str, Any]:
+    """Assemble the results: config, environment, matrices (percent), metrics, timing.
+
+    Row i of each matrix is the evaluation after task i, over all T tasks
+    (future ones included; ``null`` where the head has no units for a task).
+    """
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "status": status,
+        "completed_tasks": len(class_il),
+        "config": config,
+        "environment": env,
+        "matrices": {"class_il": class_il, "task_il": task_il},
+        "metrics": {"class_il": _metrics(class_il), "task_il": _metrics(task_il)},
+        "curves": {
+            "class_il_average": metrics.average_accuracy_curve(class_il) if class_il else [],
+            "task_il_average": metrics.average_accuracy_curve(task_il) if task_il else [],
+        },
+        "timing": timing,
+    }
+    if baseline is not None and class_il:
+        doc["baseline_class_il"] = baseline
+        doc["metrics"]["class_il"]["fwt"] = metrics.fwt(class_il, baseline)
+    return doc
+
+
+def write_results(path: Path, doc: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a results file (or ``DIR/results.json``), with a clear error when it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise UsageError(f"no results file at '{path}': pass a run directory or its results.json")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"'{path}' is not valid JSON ({error}): re-run the experiment to rewrite it") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise UsageError(f"'{path}' is not a lifelong_kd results file (format {FORMAT!r} expected)")
+    return doc

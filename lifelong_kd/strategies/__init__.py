@@ -1,0 +1,24 @@
+"""Strategy registry: one short file per method."""
+
+from typing import Any
+
+from ..errors import UsageError
+from .base import Strategy
+from .finetune import Finetune
+from .joint import Joint
+from .kd_mse import KDMSE
+from .lwf import LwF
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE)}
+
+
+def build_strategy(name: str, **overrides: Any) -> Strategy:
+    """The strategy ``name`` with its defaults updated by the non-None ``overrides``."""
+    if name not in STRATEGIES:
+        raise UsageError(
+            f"unknown strategy '{name}': choose --strategy from {', '.join(STRATEGIES)} (see `lifelong-kd list`)"
+        )
+    return STRATEGIES[name](**overrides)
+
+
+__all__ = ["STRATEGIES", "Strategy", "build_strategy"]

@@ -1,0 +1,15 @@
+"""Joint training on all the data seen so far, the upper bound."""
+
+from ..context import TaskContext, concat_splits
+from ..data import Split
+from .base import Strategy
+
+
+class Joint(Strategy):
+    name = "joint"
+    paper = "upper bound: cumulative training on every task seen so far (Avalanche's Cumulative)"
+    help = "trains each task on the union of all tasks seen so far (upper bound)"
+    defaults = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
+
+    def training_split(self, ctx: TaskContext) -> Split:
+        return concat_splits([task.train for task in ctx.seen_tasks])

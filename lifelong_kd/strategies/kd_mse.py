@@ -1,0 +1,28 @@
+"""Teacher-student logit matching: CE + lambda * MSE(student, teacher) on the old units.
+
+The classic regression form of distillation (Ba & Caruana, NeurIPS 2014),
+with the previous task's snapshot as teacher. No published Seq-CIFAR-10
+setting exists; the defaults borrow DER's learning rate (0.03), the closest
+published logit-MSE method, with lambda (``--alpha``) = 1.
+"""
+
+import torch
+
+from ..context import TaskContext
+from ..losses import mse_distillation
+from .base import Strategy, classification_loss
+
+
+class KDMSE(Strategy):
+    name = "kd-mse"
+    paper = "Ba & Caruana, Do Deep Nets Really Need to be Deep?, NeurIPS 2014"
+    help = "CE + alpha * MSE(student logits, teacher logits) on the old units"
+    defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, "alpha": 1.0}
+    ranges = {"alpha": (0.0, 1e6)}
+
+    def loss(self, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        ce = classification_loss(ctx, y, logits)
+        if ctx.teacher is None:
+            return ce
+        old = ctx.n_old
+        return ce + self.hparams["alpha"] * mse_distillation(logits[:, :old], ctx.teacher_logits(x)[:, :old])

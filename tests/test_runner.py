@@ -1,0 +1,144 @@
+import gc
+import json
+import weakref
+
+import pytest
+import torch
+from conftest import make_tiny_stream, tiny_config, tiny_model
+
+from lifelong_kd.runner import NonFiniteLossError, Runner
+from lifelong_kd.strategies import build_strategy
+from lifelong_kd.strategies.base import Strategy
+from lifelong_kd.strategies.finetune import Finetune
+
+
+def run(strategy, stream, tmp_path=None, head="incremental", seed=0, **config):
+    model = tiny_model(stream, head, seed)
+    runner = Runner(model, strategy, stream, tiny_config(seed=seed, **config), out_dir=tmp_path, progress=False)
+    return runner, runner.run()
+
+
+def test_end_to_end_results_file(tiny_stream, tmp_path):
+    _, doc = run(build_strategy("lwf", lr=0.05), tiny_stream, tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(doc))
+    assert saved["status"] == "completed" and saved["completed_tasks"] == 3
+    for setting in ("class_il", "task_il"):
+        matrix = saved["matrices"][setting]
+        assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+        assert set(saved["metrics"][setting]) >= {"final_accuracy", "average_incremental_accuracy", "forgetting", "bwt"}
+    class_il, task_il = saved["matrices"]["class_il"], saved["matrices"]["task_il"]
+    assert class_il[0][1:] == [0.0, 0.0]  # an incremental head has no units for future classes
+    assert task_il[0][1:] == [None, None]
+    assert task_il[2][2] >= 90.0  # the synthetic classes are easy: the current task is learnt
+    assert saved["config"]["strategy"] == "lwf" and saved["config"]["class_order"] == [0, 1, 2, 3, 4, 5]
+    assert saved["config"]["hparams"]["alpha"] == 3.0
+    assert set(saved["environment"]) >= {"torch", "python", "lifelong_kd", "device"}
+    assert len(saved["timing"]["train_seconds"]) == 3 and min(saved["timing"]["images_per_second"]) > 0
+
+
+def test_task_il_is_class_il_restricted_to_the_task(tiny_stream):
+    _, doc = run(Finetune(lr=0.05), tiny_stream)
+    for c_row, t_row in zip(doc["matrices"]["class_il"], doc["matrices"]["task_il"]):
+        for c, t in zip(c_row, t_row):
+            assert t is None or t >= c
+
+
+def _weights(runner):
+    return [p.detach().clone() for p in runner.model.parameters()]
+
+
+def test_same_seed_gives_identical_results():
+    stream = make_tiny_stream()
+    runner_a, first = run(build_strategy("lwf", lr=0.05), stream, seed=3)
+    runner_b, second = run(build_strategy("lwf", lr=0.05), stream, seed=3)
+    assert first["matrices"] == second["matrices"]
+    assert all(torch.equal(a, b) for a, b in zip(_weights(runner_a), _weights(runner_b)))
+    runner_c, _ = run(build_strategy("lwf", lr=0.05), stream, seed=4)
+    assert not all(torch.equal(a, c) for a, c in zip(_weights(runner_a), _weights(runner_c)))
+
+
+class TeacherSpy(Strategy):
+    """Checks the teacher invariants from inside the training loop."""
+
+    name = "spy"
+    defaults = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}
+
+    def __init__(self):
+        super().__init__()
+        self.teachers = []
+        self.steps_with_teacher = 0
+
+    def before_task(self, ctx):
+        self.snapshot = None
+        if ctx.teacher is not None:
+            self.teachers.append(weakref.ref(ctx.teacher))
+            self.snapshot = [p.detach().clone() for p in ctx.teacher.parameters()]
+            self.buffers = [b.detach().clone() for b in ctx.teacher.buffers()]
+
+    def loss(self, ctx, x, y, logits):
+        base = super().loss(ctx, x, y, logits)
+        if ctx.teacher is None:
+            return base
+        assert not ctx.teacher.training
+        assert all(not p.requires_grad for p in ctx.teacher.parameters())
+        teacher_logits = ctx.teacher_logits(x)
+        assert teacher_logits is ctx.teacher_logits(x)  # once per step
+        assert teacher_logits.shape[1] == ctx.n_old
+        self.steps_with_teacher += 1
+        # a term through the teacher's output must not reach its parameters
+        return base + 0.1 * (logits[:, : ctx.n_old] - teacher_logits).pow(2).mean()
+
+    def after_task(self, ctx):
+        if ctx.teacher is None:
+            return
+        assert all(torch.equal(a, b) for a, b in zip(self.snapshot, ctx.teacher.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(self.buffers, ctx.teacher.buffers()))
+        assert all(p.grad is None for p in ctx.teacher.parameters())
+        assert not torch.equal(self.snapshot[0], next(ctx.model.parameters()).detach())
+
+
+def test_teacher_is_frozen_and_one_alive(tiny_stream):
+    spy = TeacherSpy()
+    runner, _ = run(spy, tiny_stream)
+    assert spy.steps_with_teacher > 0 and len(spy.teachers) == 2
+    gc.collect()
+    alive = [ref() for ref in spy.teachers if ref() is not None]
+    assert alive == []  # the runner holds only the snapshot of the last task
+    assert runner.teacher is not None and runner.teacher is not runner.model
+
+
+def test_fixed_head_evaluates_future_tasks_and_fwt(tiny_stream):
+    _, doc = run(Finetune(lr=0.05), tiny_stream, head="fixed")
+    assert all(v is not None for row in doc["matrices"]["task_il"] for v in row)
+    assert len(doc["baseline_class_il"]) == 3
+    assert "fwt" in doc["metrics"]["class_il"]
+
+
+def test_multi_head_trains_only_the_current_head(tiny_stream):
+    _, doc = run(Finetune(lr=0.05), tiny_stream, head="multi")
+    task_il = doc["matrices"]["task_il"]
+    assert task_il[0][0] >= 90.0 and task_il[2][2] >= 90.0
+
+
+class ExplodesInTaskTwo(Finetune):
+    name = "explodes"
+
+    def loss(self, ctx, x, y, logits):
+        value = super().loss(ctx, x, y, logits)
+        return value * float("nan") if ctx.task.index == 1 else value
+
+
+def test_nan_loss_stops_and_keeps_finished_tasks(tiny_stream, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="task 2"):
+        run(ExplodesInTaskTwo(), tiny_stream, tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["completed_tasks"] == 1
+    assert saved["status"].startswith("failed")
+    assert saved["matrices"]["class_il"][0][0] > 50.0
+
+
+def test_joint_trains_on_every_seen_task(tiny_stream):
+    _, joint = run(build_strategy("joint", lr=0.05), tiny_stream)
+    _, finetune = run(Finetune(lr=0.05), tiny_stream)
+    assert joint["metrics"]["class_il"]["final_accuracy"] > finetune["metrics"]["class_il"]["final_accuracy"] + 20
