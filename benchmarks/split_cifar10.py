@@ -1,12 +1,16 @@
-"""Split-CIFAR-10 class-IL benchmark: finetune, lwf, kd-mse and joint.
+"""Split-CIFAR-10 class-IL benchmark.
 
 Protocol (CPU): reduced ResNet-18, 5 tasks x 2 classes, batch 32, 1 epoch per
-task, each strategy's default hyperparameters (`lifelong-kd list`), seed 0,
-bf16 autocast and channels_last. Every run goes through the same code path as
-`lifelong-kd run`. Results: benchmarks/results/split_cifar10.json.
+task, each strategy's default hyperparameters (`lifelong-kd list`), bf16
+autocast and channels_last. Every run goes through the same code path as
+`lifelong-kd run`; replay strategies run once per memory size.
 
-    python benchmarks/split_cifar10.py                      # the committed table
-    python benchmarks/split_cifar10.py --strategies lwf --seeds 0 1 2
+    # the committed tables (benchmarks/results/):
+    python benchmarks/split_cifar10.py                                          # split_cifar10.json
+    python benchmarks/split_cifar10.py --strategies er er-kd icarl der derpp \
+        --memories 200 500 --output split_cifar10_replay.json
+    python benchmarks/split_cifar10.py --strategies finetune lwf er der derpp \
+        --memories 500 --seeds 1 2 --output split_cifar10_seeds.json
 """
 
 from __future__ import annotations
@@ -19,12 +23,21 @@ from common import SHARED_DATA, provenance, save
 
 from lifelong_kd.cli import build_parser, execute_run
 
+REPLAY = {"er", "er-kd", "icarl", "der", "derpp"}
 PUBLISHED = {
     # DER paper (Buzzega et al. 2020), Table 2, Seq-CIFAR-10, ResNet-18, 50 epochs per task:
-    # class-IL / task-IL accuracy. Reference only: a different protocol from ours.
+    # class-IL / task-IL accuracy, keyed "strategy" or "strategy/M". Reference only: not our protocol.
     "finetune": (19.62, 61.02),
     "lwf": (19.61, 63.29),
     "joint": (92.20, 98.31),
+    "er/200": (44.79, 91.19),
+    "er/500": (57.74, 93.61),
+    "icarl/200": (49.02, 88.99),
+    "icarl/500": (47.55, 88.22),
+    "der/200": (61.93, 91.40),
+    "der/500": (70.51, 93.40),
+    "derpp/200": (64.88, 91.92),
+    "derpp/500": (72.70, 93.88),
 }
 
 
@@ -33,6 +46,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA / "cifar10-jpeg.zip")
     parser.add_argument("--strategies", nargs="+", default=["finetune", "lwf", "kd-mse", "joint"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--memories", nargs="+", type=int, default=[500], help="replay budgets M")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--amp", default="bf16", choices=["off", "bf16"])
@@ -42,33 +56,42 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = []
-    for strategy in args.strategies:
-        for seed in args.seeds:
-            argv = [
-                "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root),
-                "--strategy", strategy, "--model", "reduced-resnet18", "--epochs", str(args.epochs),
-                "--batch-size", str(args.batch_size), "--seed", str(seed), "--amp", args.amp, "--channels-last",
-                "--out", str(args.runs_dir / f"{strategy}-seed{seed}"), "--overwrite", "--quiet",
-            ]
-            if args.max_train_per_class:
-                argv += ["--max-train-per-class", str(args.max_train_per_class)]
-            start = time.perf_counter()
-            doc = execute_run(build_parser().parse_args(argv))
-            wall = time.perf_counter() - start
-            row = {
-                "strategy": strategy, "seed": seed, "argv": ["lifelong-kd", *argv],
-                "class_il": doc["metrics"]["class_il"], "task_il": doc["metrics"]["task_il"],
-                "matrices": doc["matrices"], "hparams": doc["config"]["hparams"],
-                "train_seconds": sum(doc["timing"]["train_seconds"]),
-                "images_per_second": doc["timing"]["images_per_second"],
-                "wall_seconds": wall,
-            }
-            runs.append(row)
-            print(
-                f"{strategy:<9} seed {seed}: class-IL {row['class_il']['final_accuracy']:6.2f}  "
-                f"task-IL {row['task_il']['final_accuracy']:6.2f}  forgetting {row['class_il']['forgetting']:6.2f}  "
-                f"BWT {row['class_il']['bwt']:7.2f}  train {row['train_seconds']:6.1f} s", flush=True,
-            )
+    plan = [
+        (strategy, memory, seed)
+        for strategy in args.strategies
+        for memory in (args.memories if strategy in REPLAY else [None])
+        for seed in args.seeds
+    ]
+    for strategy, memory, seed in plan:
+        name = strategy if memory is None else f"{strategy}-m{memory}"
+        argv = [
+            "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root),
+            "--strategy", strategy, "--model", "reduced-resnet18", "--epochs", str(args.epochs),
+            "--batch-size", str(args.batch_size), "--seed", str(seed), "--amp", args.amp, "--channels-last",
+            "--out", str(args.runs_dir / f"{name}-seed{seed}"), "--overwrite", "--quiet",
+        ]
+        if memory is not None:
+            argv += ["--memory", str(memory)]
+        if args.max_train_per_class:
+            argv += ["--max-train-per-class", str(args.max_train_per_class)]
+        start = time.perf_counter()
+        doc = execute_run(build_parser().parse_args(argv))
+        wall = time.perf_counter() - start
+        row = {
+            "strategy": strategy, "memory": memory, "seed": seed, "argv": ["lifelong-kd", *argv],
+            "class_il": doc["metrics"]["class_il"], "task_il": doc["metrics"]["task_il"],
+            "metrics": doc["metrics"],
+            "matrices": doc["matrices"], "hparams": doc["config"]["hparams"],
+            "train_seconds": sum(doc["timing"]["train_seconds"]),
+            "images_per_second": doc["timing"]["images_per_second"],
+            "wall_seconds": wall,
+        }
+        runs.append(row)
+        print(
+            f"{name:<11} seed {seed}: class-IL {row['class_il']['final_accuracy']:6.2f}  "
+            f"task-IL {row['task_il']['final_accuracy']:6.2f}  forgetting {row['class_il']['forgetting']:6.2f}  "
+            f"BWT {row['class_il']['bwt']:7.2f}  train {row['train_seconds']:6.1f} s", flush=True,
+        )
     payload = {
         **provenance(),
         "protocol": {

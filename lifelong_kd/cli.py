@@ -10,9 +10,11 @@ from typing import Any
 
 import torch
 
+from .buffer import POLICIES
 from .data import BENCHMARKS, make_stream
 from .errors import UsageError
 from .models import HEADS, MODELS, build_model
+from .options import FeatureDistillation, Option, WeightAligning
 from .plots import plot_forgetting_curves
 from .runner import NonFiniteLossError, Runner, TrainConfig, seed_everything
 from .strategies import STRATEGIES, build_strategy
@@ -64,10 +66,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--strategy", default="lwf", choices=list(STRATEGIES))
     model.add_argument("--model", default="reduced-resnet18", choices=list(MODELS))
     model.add_argument("--head", default="incremental", choices=list(HEADS))
-    model.add_argument("--alpha", type=_at_least(0.0, float), help="distillation weight (lwf, kd-mse)")
+    model.add_argument("--alpha", type=_at_least(0.0, float), help="distillation weight (lwf, kd-mse, er-kd, der)")
     model.add_argument("--temperature", type=_at_least(0.0, float, strict=True), help="distillation temperature")
     model.add_argument("--t2", action=argparse.BooleanOptionalAction, default=None, help="multiply KL by T^2")
     model.add_argument("--warmup-epochs", type=_at_least(0), help="lwf: epochs training only the new head first")
+    model.add_argument("--beta", type=_at_least(0.0, float), help="derpp: weight of the replayed labels' CE")
+    replay = parser.add_argument_group("replay and options")
+    replay.add_argument("--memory", type=_at_least(1), help="replay memory budget M in samples (default 500)")
+    replay.add_argument("--memory-policy", choices=list(POLICIES), help="er, er-kd: how the memory is filled")
+    replay.add_argument("--replay-batch-size", type=_at_least(1), help="replayed samples per step (default: batch)")
+    replay.add_argument("--wa", action="store_true", help="weight aligning after each task (Zhao et al. 2020)")
+    replay.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
+                        help="feature distillation term: LUCIR's cosine on normalised features")
+    replay.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
+                        help="LUCIR's lambda_base (default 5)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=_at_least(1), default=1)
     train.add_argument("--batch-size", type=_at_least(2), default=32)
@@ -114,7 +126,12 @@ def execute_run(args: argparse.Namespace) -> dict[str, Any]:
     strategy = build_strategy(
         args.strategy, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
         alpha=args.alpha, temperature=args.temperature, t2=args.t2, warmup_epochs=args.warmup_epochs,
+        beta=args.beta, memory=args.memory, memory_policy=args.memory_policy,
+        replay_batch_size=args.replay_batch_size,
     )
+    options: list[Option] = [WeightAligning()] if args.wa else []
+    if args.feature_kd == "lucir":
+        options.append(FeatureDistillation(args.feature_kd_weight))
     device = _resolve_device(args.device)
     stream = make_stream(
         args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
@@ -136,7 +153,10 @@ def execute_run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(model, strategy, stream, config, out_dir=args.out, run_config=run_config, progress=not args.quiet)
+    runner = Runner(
+        model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
+        progress=not args.quiet,
+    )
     return runner.run()
 
 
@@ -146,12 +166,12 @@ def summary_table(doc: dict[str, Any], results_path: Path | None = None) -> str:
     lines = [
         f"{config['benchmark']} | {config['strategy']} | {config['model']} | seed {config['seed']} | "
         f"{doc['completed_tasks']}/{config['n_tasks']} tasks | {doc['environment']['device']}",
-        f"{'setting':<9}{'final acc':>11}{'avg inc acc':>13}{'forgetting':>12}{'BWT':>9}",
+        f"{'setting':<11}{'final acc':>9}{'avg inc acc':>13}{'forgetting':>12}{'BWT':>9}",
     ]
-    for setting, label in (("class_il", "class-IL"), ("task_il", "task-IL")):
-        m = doc["metrics"][setting]
+    for setting, m in doc["metrics"].items():
+        label = setting.replace("class_il", "class-IL").replace("task_il", "task-IL").replace("_", " ")
         lines.append(
-            f"{label:<9}{m['final_accuracy']:>11.2f}{m['average_incremental_accuracy']:>13.2f}"
+            f"{label:<13}{m['final_accuracy']:>7.2f}{m['average_incremental_accuracy']:>13.2f}"
             f"{m['forgetting']:>12.2f}{m['bwt']:>9.2f}"
         )
     seconds = sum(timing["train_seconds"])

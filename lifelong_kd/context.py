@@ -1,4 +1,4 @@
-"""What a strategy sees of the run while it trains one task."""
+"""What a strategy sees of the run: the task's state and the current training step."""
 
 from __future__ import annotations
 
@@ -9,8 +9,26 @@ from typing import Any
 
 import torch
 
+from .buffer import ReplaySample
 from .data import Split, Task, TaskStream
 from .models import ContinualModel
+
+
+@dataclass
+class Step:
+    """One training step: the current batch, then the replayed samples, forwarded together.
+
+    ``raw`` holds the uint8 images, ``x`` their augmented float version;
+    rows ``[:n_current]`` are the current task's batch, the rest is ``replay``.
+    """
+
+    raw: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    n_current: int
+    features: torch.Tensor
+    logits: torch.Tensor
+    replay: ReplaySample | None = None
 
 
 @dataclass
@@ -32,9 +50,11 @@ class TaskContext:
     n_old: int
     n_seen: int
     device: torch.device
+    batch_size: int
     autocast: Callable[[], AbstractContextManager]
+    normalise: Callable[[torch.Tensor], torch.Tensor]
     trainer: Callable[..., tuple[int, float]]
-    _teacher_cache: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
 
     @property
     def seen_tasks(self) -> tuple[Task, ...]:
@@ -44,21 +64,37 @@ class TaskContext:
         """Train on this task's training data with the runner's loop (see ``Runner.fit``)."""
         return self.trainer(self, self.task.train, epochs, **options)
 
-    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's logits for batch ``x``, computed once per batch, without grad.
+    def features_of(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """The model's features of uint8 ``images`` (no augmentation), in eval mode, as float32."""
+        was_training = self.model.training
+        self.model.eval()
+        chunks = []
+        with torch.inference_mode(), self.autocast():
+            for chunk in images.split(batch_size):
+                chunks.append(self.model.features(self.normalise(chunk.to(self.device))).float())
+        self.model.train(was_training)
+        return torch.cat(chunks).clone()
 
-        Runs under ``torch.inference_mode`` and the run's autocast; the result is
-        cloned out of inference mode so a loss may save it for backward.
+    def teacher_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's (features, logits) for batch ``x``: one forward per batch, no grad.
+
+        Runs under ``torch.inference_mode`` and the run's autocast; the results
+        are cloned out of inference mode so a loss may save them for backward.
         """
         if self.teacher is None:
             raise RuntimeError("there is no teacher during the first task")
         if self._teacher_cache is not None and self._teacher_cache[0] is x:
             return self._teacher_cache[1]
         with torch.inference_mode(), self.autocast():
-            logits = self.teacher(x)
-        logits = logits.clone()
-        self._teacher_cache = (x, logits)
-        return logits
+            features = self.teacher.features(x)
+            logits = self.teacher.head(features)
+        outputs = (features.clone(), logits.clone())
+        self._teacher_cache = (x, outputs)
+        return outputs
+
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for ``x`` (see ``teacher_outputs``)."""
+        return self.teacher_outputs(x)[1]
 
 
 def concat_splits(splits: list[Split]) -> Split:

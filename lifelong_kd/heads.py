@@ -67,3 +67,14 @@ class MultiHeadClassifier(IncrementalClassifier):
 
     def task_head(self, task: int) -> nn.Linear:
         return self.blocks[task]
+
+
+def scale_rows(head: IncrementalClassifier, start: int, stop: int, factor: torch.Tensor | float) -> None:
+    """Multiply the weight and bias rows of classes [start, stop) by ``factor``, in place."""
+    offset = 0
+    for block in head.blocks:
+        low, high = max(start - offset, 0), min(stop - offset, block.out_features)
+        if low < high:
+            block.weight[low:high] *= factor
+            block.bias[low:high] *= factor
+        offset += block.out_features

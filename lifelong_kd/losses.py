@@ -39,3 +39,46 @@ def mse_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
         L = mean_{i, k} (s_ik - t_ik)^2   over the batch and the given units.
     """
     return (student_logits.float() - teacher_logits.float()).pow(2).mean()
+
+
+def masked_mse_distillation(
+    student_logits: torch.Tensor, stored_logits: torch.Tensor, stored_units: torch.Tensor
+) -> torch.Tensor:
+    """DER's logit replay with a growing head (Buzzega et al. 2020, Eq. 6).
+
+    Sample i's stored logits cover the ``stored_units[i]`` units that existed
+    when it was stored; only those are compared:
+
+        L = sum_{i, k < u_i} (s_ik - z_ik)^2 / sum_i u_i
+    """
+    width = stored_logits.shape[1]
+    mask = torch.arange(width, device=stored_units.device) < stored_units.unsqueeze(1)
+    squared = (student_logits[:, :width].float() - stored_logits.float()).pow(2) * mask
+    return squared.sum() / mask.sum().clamp(min=1)
+
+
+def sigmoid_distillation(
+    logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None
+) -> torch.Tensor:
+    """iCaRL's classification + distillation loss (Rebuffi et al. 2017, Alg. 3).
+
+    Binary cross-entropy on every unit of ``logits``: the target of the old
+    units (the teacher's) is the teacher's sigmoid, that of the others the
+    one-hot label:
+
+        L = -mean_{i,k} [ t_ik log sigma(s_ik) + (1 - t_ik) log(1 - sigma(s_ik)) ]
+    """
+    targets = F.one_hot(labels, logits.shape[1]).float()
+    if teacher_logits is not None:
+        old = teacher_logits.shape[1]
+        targets[:, :old] = torch.sigmoid(teacher_logits.float())
+    return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+
+def cosine_feature_distillation(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """LUCIR's less-forget constraint (Hou et al. 2019, Eq. 6) on normalised features.
+
+        L = mean_i (1 - cos(f_student(x_i), f_teacher(x_i)))
+    """
+    cosine = F.cosine_similarity(student_features.float(), teacher_features.float(), dim=1)
+    return (1.0 - cosine).mean()

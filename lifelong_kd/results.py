@@ -47,41 +47,37 @@ def environment(device: torch.device) -> dict[str, str]:
     }
 
 
-def _metrics(matrix: list[list[float | None]]) -> dict[str, float] | None:
-    return metrics.summary(matrix) if matrix else None
-
-
 def results_document(
     config: dict[str, Any],
     env: dict[str, str],
-    class_il: list[list[float | None]],
-    task_il: list[list[float | None]],
+    matrices: dict[str, list[list[float | None]]],
     timing: dict[str, list[float]],
     status: str,
-    baseline: list[float] | None = None,
+    baseline: list[float | None] | None = None,
 ) -> dict[str, Any]:
     """Assemble the results: config, environment, matrices (percent), metrics, timing.
 
-    Row i of each matrix is the evaluation after task i, over all T tasks
-    (future ones included; ``null`` where the head has no units for a task).
+    ``matrices`` holds ``class_il`` and ``task_il`` (the linear head) and any
+    extra classifier's (``nme_class_il``, ...). Row i of each matrix is the
+    evaluation after task i, over all T tasks (future ones included; ``null``
+    where the head has no units for a task).
     """
+    metrics_by_setting = {name: metrics.summary(matrix) for name, matrix in matrices.items()}
+    if baseline is not None and "class_il" in matrices:
+        metrics_by_setting["class_il"]["fwt"] = metrics.fwt(matrices["class_il"], baseline)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "status": status,
-        "completed_tasks": len(class_il),
+        "completed_tasks": len(matrices.get("class_il", [])),
         "config": config,
         "environment": env,
-        "matrices": {"class_il": class_il, "task_il": task_il},
-        "metrics": {"class_il": _metrics(class_il), "task_il": _metrics(task_il)},
-        "curves": {
-            "class_il_average": metrics.average_accuracy_curve(class_il) if class_il else [],
-            "task_il_average": metrics.average_accuracy_curve(task_il) if task_il else [],
-        },
+        "matrices": matrices,
+        "metrics": metrics_by_setting,
+        "curves": {f"{name}_average": metrics.average_accuracy_curve(m) for name, m in matrices.items()},
         "timing": timing,
     }
-    if baseline is not None and class_il:
+    if baseline is not None:
         doc["baseline_class_il"] = baseline
-        doc["metrics"]["class_il"]["fwt"] = metrics.fwt(class_il, baseline)
     return doc
 
 

@@ -3,8 +3,9 @@
 This is the one training loop of the library. Per task (DESIGN.md):
 
     model.grow(seen classes); strategy.before_task(ctx)
-    for each epoch, batch: x = augment(batch); loss = strategy.loss(ctx, x, y, model(x)); step
-    strategy.after_task(ctx); teacher = frozen copy of the model
+    for each epoch, batch: batch ⊕= strategy.replay_batch(); x = augment(batch)
+        loss = strategy.loss(ctx, step) + options' terms; SGD step; strategy.after_step(ctx, step)
+    strategy.after_task(ctx); options' after_task; teacher = frozen copy of the model
     R[task] = accuracy on every task's test set; write results.json
 """
 
@@ -24,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .augment import BatchAugment
-from .context import TaskContext
+from .context import Step, TaskContext
 from .data import Split, TaskStream
 from .models import ContinualModel
+from .options import Option
 from .results import environment, results_document, write_results
 from .strategies import Strategy
 
-LossFn = Callable[[TaskContext, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[TaskContext, Step], torch.Tensor]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +82,7 @@ def _sync(device: torch.device) -> None:
 class Runner:
     """Train ``model`` with ``strategy`` on every task of ``stream`` in turn.
 
+    ``options`` (weight aligning, feature distillation) add to any strategy.
     ``out_dir``, when given, receives ``results.json`` after every task.
     ``run_config`` is recorded in it (with the class order and strategy
     hyperparameters added).
@@ -92,10 +95,12 @@ class Runner:
         stream: TaskStream,
         config: TrainConfig,
         *,
+        options: list[Option] | None = None,
         out_dir: Path | None = None,
         run_config: dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
+        self.options = options or []
         self.device = torch.device(config.device)
         self.config = config
         self.stream = stream
@@ -115,6 +120,7 @@ class Runner:
             "train": asdict(config),
             "strategy": strategy.name,
             "hparams": strategy.hparams,
+            "options": [option.name for option in self.options],
             "class_order": list(stream.class_order),
             "class_names": [stream.class_names[c] for c in stream.class_order],
             "seed": config.seed,
@@ -127,17 +133,17 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         """Train the whole stream; return the results document (also written to ``out_dir``)."""
-        class_il: list[list[float | None]] = []
-        task_il: list[list[float | None]] = []
+        matrices: dict[str, list[list[float | None]]] = {}
         timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": []}
-        baseline = self.evaluate()[0] if self.model.head_kind == "fixed" else None
+        baseline = self.evaluate()["class_il"] if self.model.head_kind == "fixed" else None
         n_old = 0
         doc: dict[str, Any] = {}
         for task in self.stream:
             n_seen = n_old + len(task.classes)
             self.model.grow(n_seen)
             ctx = TaskContext(
-                task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.autocast, self.fit
+                task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.config.batch_size,
+                self.autocast, self.augment.eval, self.fit,
             )
             start = time.perf_counter()
             try:
@@ -148,19 +154,20 @@ class Runner:
                     write_results(self.out_dir / "results.json", {**doc, "status": f"failed: {error}"})
                 raise
             self.strategy.after_task(ctx)
+            for option in self.options:
+                option.after_task(ctx)
             _sync(self.device)
             timing["train_seconds"].append(time.perf_counter() - start)
             timing["images_per_second"].append(images / max(fit_seconds, 1e-9))
             self.teacher = None
             self.teacher = frozen_copy(self.model)
             start = time.perf_counter()
-            class_row, task_row = self.evaluate()
+            for name, row in self.evaluate().items():
+                matrices.setdefault(name, []).append(row)
             timing["eval_seconds"].append(time.perf_counter() - start)
-            class_il.append(class_row)
-            task_il.append(task_row)
             n_old = n_seen
             status = "completed" if task.index == len(self.stream) - 1 else "running"
-            doc = results_document(self.run_config, self.env, class_il, task_il, timing, status, baseline)
+            doc = results_document(self.run_config, self.env, matrices, timing, status, baseline)
             if self.out_dir is not None:
                 write_results(self.out_dir / "results.json", doc)
         return doc
@@ -178,7 +185,9 @@ class Runner:
     ) -> tuple[int, float]:
         """The training loop: ``epochs`` passes over ``split``; returns (images, seconds).
 
-        The only host syncs are every ``log_every`` steps, to show the mean loss
+        ``loss`` replaces the strategy's loss for a strategy's own phase (a
+        warm-up); such a phase draws no replay and adds no option terms. The
+        only host syncs are every ``log_every`` steps, to show the mean loss
         and stop on a NaN. A final batch of one sample is skipped (BatchNorm).
         """
         cfg = self.config
@@ -204,13 +213,24 @@ class Runner:
                     index = order[begin : begin + cfg.batch_size]
                     if len(index) < 2:
                         continue
-                    x = self.augment.train(x_all[index], self.generator)
-                    y = y_all[index]
+                    raw, y = x_all[index], y_all[index]
+                    replay = self.strategy.replay_batch(ctx, self.generator) if loss is None else None
+                    if replay is not None:
+                        raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
+                    x = self.augment.train(raw, self.generator)
                     with self.autocast():
-                        value = loss_fn(ctx, x, y, model(x))
+                        features = model.features(x)
+                        step = Step(raw, x, y, len(index), features, model.head(features), replay)
+                        value = loss_fn(ctx, step)
+                        if loss is None:
+                            for option in self.options:
+                                term = option.loss(ctx, step)
+                                value = value if term is None else value + term
                     optimizer.zero_grad(set_to_none=True)
                     value.backward()
                     optimizer.step()
+                    if loss is None:
+                        self.strategy.after_step(ctx, step)
                     running += value.detach()
                     pending += 1
                     images += len(index)
@@ -226,36 +246,47 @@ class Runner:
         return images, time.perf_counter() - start
 
     @torch.inference_mode()
-    def evaluate(self) -> tuple[list[float | None], list[float | None]]:
+    def evaluate(self) -> dict[str, list[float | None]]:
         """Accuracy (percent) on every task's test set, class-IL and task-IL.
 
         Class-IL: arg-max over all the head's units. Task-IL: arg-max over the
         evaluated task's units only; None when the head has none for it yet.
+        A strategy's extra classifiers (``eval_scores``) are evaluated the same
+        way, as ``<name>_class_il`` and ``<name>_task_il``.
         """
         model = self.model
         model.eval()
         units = model.num_classes
-        class_correct, task_correct, sizes = [], [], []
+        correct: dict[str, list[torch.Tensor | None]] = {}
+        sizes = []
         for task in self.stream:
             low, high = task.classes[0], task.classes[-1] + 1
             has_units = high <= units
-            cil = torch.zeros((), dtype=torch.long, device=self.device)
-            til = torch.zeros((), dtype=torch.long, device=self.device)
+            counts: dict[str, torch.Tensor] = {}
             x_all = task.test.x.to(self.device)
             y_all = task.test.y.to(self.device)
             for begin in range(0, len(y_all), self.config.eval_batch_size):
                 y = y_all[begin : begin + self.config.eval_batch_size]
                 with self.autocast():
-                    logits = model(self.augment.eval(x_all[begin : begin + self.config.eval_batch_size])).float()
-                cil += (logits.argmax(1) == y).sum()
-                if has_units:
-                    til += (logits[:, low:high].argmax(1) + low == y).sum()
-            class_correct.append(cil)
-            task_correct.append(til if has_units else None)
+                    features = model.features(self.augment.eval(x_all[begin : begin + self.config.eval_batch_size]))
+                    scores = {"": model.head(features).float(), **self.strategy.eval_scores(features)}
+                for name, score in scores.items():
+                    prefix = f"{name}_" if name else ""
+                    hits = (score.argmax(1) == y).sum()
+                    counts[f"{prefix}class_il"] = counts.get(f"{prefix}class_il", 0) + hits
+                    if has_units:
+                        task_hits = (score[:, low:high].argmax(1) + low == y).sum()
+                        counts[f"{prefix}task_il"] = counts.get(f"{prefix}task_il", 0) + task_hits
+            for name in counts:
+                correct.setdefault(name, []).append(counts[name])
+            for name in correct:
+                if name.endswith("task_il") and not has_units:
+                    correct[name].append(None)
             sizes.append(len(y_all))
-        class_row = [100.0 * c.item() / n for c, n in zip(class_correct, sizes)]
-        task_row = [None if c is None else 100.0 * c.item() / n for c, n in zip(task_correct, sizes)]
-        return class_row, task_row
+        return {
+            name: [None if c is None else 100.0 * float(c) / n for c, n in zip(values, sizes)]
+            for name, values in correct.items()
+        }
 
 
 def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskContext, epoch: int) -> None:

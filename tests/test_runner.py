@@ -76,18 +76,18 @@ class TeacherSpy(Strategy):
             self.snapshot = [p.detach().clone() for p in ctx.teacher.parameters()]
             self.buffers = [b.detach().clone() for b in ctx.teacher.buffers()]
 
-    def loss(self, ctx, x, y, logits):
-        base = super().loss(ctx, x, y, logits)
+    def loss(self, ctx, step):
+        base = super().loss(ctx, step)
         if ctx.teacher is None:
             return base
         assert not ctx.teacher.training
         assert all(not p.requires_grad for p in ctx.teacher.parameters())
-        teacher_logits = ctx.teacher_logits(x)
-        assert teacher_logits is ctx.teacher_logits(x)  # once per step
+        teacher_logits = ctx.teacher_logits(step.x)
+        assert teacher_logits is ctx.teacher_logits(step.x)  # once per step
         assert teacher_logits.shape[1] == ctx.n_old
         self.steps_with_teacher += 1
         # a term through the teacher's output must not reach its parameters
-        return base + 0.1 * (logits[:, : ctx.n_old] - teacher_logits).pow(2).mean()
+        return base + 0.1 * (step.logits[:, : ctx.n_old] - teacher_logits).pow(2).mean()
 
     def after_task(self, ctx):
         if ctx.teacher is None:
@@ -124,8 +124,8 @@ def test_multi_head_trains_only_the_current_head(tiny_stream):
 class ExplodesInTaskTwo(Finetune):
     name = "explodes"
 
-    def loss(self, ctx, x, y, logits):
-        value = super().loss(ctx, x, y, logits)
+    def loss(self, ctx, step):
+        value = super().loss(ctx, step)
         return value * float("nan") if ctx.task.index == 1 else value
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_model
 
-from lifelong_kd.context import TaskContext
+from lifelong_kd.context import Step, TaskContext
 from lifelong_kd.errors import UsageError
 from lifelong_kd.losses import kl_distillation
 from lifelong_kd.runner import frozen_copy
@@ -16,8 +16,12 @@ def context_for_task(stream, index, teacher):
     n_old = sum(len(t.classes) for t in stream.tasks[:index])
     return TaskContext(
         stream.tasks[index], stream, model, teacher, n_old, n_old + len(stream.tasks[index].classes),
-        torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False), trainer=None,
+        torch.device("cpu"), 32, lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None,
     )
+
+
+def step_of(x, y, logits):
+    return Step(x, x, y, len(y), torch.zeros(len(y), 4), logits)
 
 
 def test_lwf_loss_is_ce_plus_alpha_kl_on_old_units(tiny_stream):
@@ -31,11 +35,11 @@ def test_lwf_loss_is_ce_plus_alpha_kl_on_old_units(tiny_stream):
     with torch.no_grad():
         teacher_logits = teacher_model.eval()(x)
     expected = F.cross_entropy(logits, y) + 0.7 * kl_distillation(logits[:, :2], teacher_logits, 3.0)
-    assert strategy.loss(ctx, x, y, logits).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert strategy.loss(ctx, step_of(x, y, logits)).item() == pytest.approx(expected.item(), rel=1e-6)
     # only the old units are distilled: the new units' logits do not enter the KD term
     shifted = logits.clone()
     shifted[:, 2:] += 5.0
-    kd_only = strategy.loss(ctx, x, y, shifted) - F.cross_entropy(shifted, y)
+    kd_only = strategy.loss(ctx, step_of(x, y, shifted)) - F.cross_entropy(shifted, y)
     assert kd_only.item() == pytest.approx((expected - F.cross_entropy(logits, y)).item(), rel=1e-5)
 
 
@@ -49,7 +53,7 @@ def test_kd_mse_loss_by_hand(tiny_stream):
     with torch.no_grad():
         t = teacher_model.eval()(x)
     expected = F.cross_entropy(logits, y) + 2.0 * ((logits[:, :2] - t) ** 2).mean()
-    loss = build_strategy("kd-mse", alpha=2.0).loss(ctx, x, y, logits)
+    loss = build_strategy("kd-mse", alpha=2.0).loss(ctx, step_of(x, y, logits))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -58,7 +62,7 @@ def test_first_task_has_no_distillation(tiny_stream):
     logits = torch.randn(3, 2)
     y = torch.tensor([0, 1, 1])
     for name in ("lwf", "kd-mse"):
-        loss = build_strategy(name).loss(ctx, torch.randn(3, 3, 8, 8), y, logits)
+        loss = build_strategy(name).loss(ctx, step_of(torch.randn(3, 3, 8, 8), y, logits))
         assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item())
 
 
@@ -74,7 +78,7 @@ def test_lwf_warmup_trains_only_new_units(tiny_stream):
     runner.teacher = frozen_copy(model)
     model.grow(4)
     ctx = TaskContext(tiny_stream.tasks[1], tiny_stream, model, runner.teacher, 2, 4,
-                      runner.device, runner.autocast, runner.fit)
+                      runner.device, 16, runner.autocast, runner.augment.eval, runner.fit)
     backbone = [p.detach().clone() for p in model.backbone.parameters()]
     old_rows = model.head.weight[:2].detach().clone()
     new_rows = model.head.weight[2:].detach().clone()

@@ -4,12 +4,19 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Strategy
+from .der import DER
+from .derpp import DERpp
+from .er import ER
+from .er_kd import ERKD
 from .finetune import Finetune
+from .icarl import ICaRL
 from .joint import Joint
 from .kd_mse import KDMSE
 from .lwf import LwF
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ICaRL, DER, DERpp)
+}
 
 
 def build_strategy(name: str, **overrides: Any) -> Strategy:

@@ -7,27 +7,32 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..context import TaskContext
+from ..buffer import ReplaySample
+from ..context import Step, TaskContext
 from ..data import Split
 from ..errors import UsageError
-
-TRAINING_DEFAULTS: dict[str, Any] = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
 
 
 class Strategy:
     """A continual-learning method: what differs from plain fine-tuning.
 
     Hooks, in the order the runner calls them for each task:
-    ``training_split`` (the data to train on), ``before_task``, ``loss`` (every
-    step), ``after_task``. ``defaults`` holds the method's hyperparameters,
-    training ones (lr, momentum, weight_decay) included; ``hparams`` holds the
-    resolved values.
+    ``training_split`` (the data to train on), ``before_task``; every step
+    ``replay_batch`` (samples to append to the current batch), ``loss``,
+    ``after_step``; then ``after_task``. ``eval_scores`` adds classifiers to
+    the evaluation (iCaRL's nearest mean of exemplars).
+
+    ``defaults`` holds the method's hyperparameters, training ones (lr,
+    momentum, weight_decay) included; ``memory_defaults`` overrides some of
+    them for a given memory size, as the papers tune per budget; ``hparams``
+    holds the resolved values.
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
     help: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = TRAINING_DEFAULTS
+    defaults: ClassVar[dict[str, Any]] = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
+    memory_defaults: ClassVar[dict[int, dict[str, Any]]] = {}
     ranges: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, **overrides: Any) -> None:
@@ -38,7 +43,8 @@ class Strategy:
                 f"strategy '{self.name}' takes no option {', '.join(sorted(unknown))}: "
                 f"its options are {', '.join(sorted(self.defaults))}"
             )
-        self.hparams = {**self.defaults, **given}
+        memory = given.get("memory", self.defaults.get("memory"))
+        self.hparams = {**self.defaults, **self.memory_defaults.get(memory, {}), **given}
         for key, (low, high) in self.ranges.items():
             if not low <= self.hparams[key] <= high:
                 flag = "--" + key.replace("_", "-")
@@ -50,19 +56,39 @@ class Strategy:
     def before_task(self, ctx: TaskContext) -> None:
         """Called after the head has grown, before training the task."""
 
-    def loss(self, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return classification_loss(ctx, y, logits)
+    def replay_batch(self, ctx: TaskContext, generator: torch.Generator) -> ReplaySample | None:
+        """Samples to train on together with the current batch (none by default)."""
+        return None
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        return classification_loss(ctx, step.y, step.logits)
+
+    def after_step(self, ctx: TaskContext, step: Step) -> None:
+        """Called after the optimizer step (e.g. to store the batch in a memory)."""
 
     def after_task(self, ctx: TaskContext) -> None:
         """Called after training the task, before the teacher snapshot."""
+
+    def eval_scores(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra classifiers' scores (higher is better) from test features, by name."""
+        return {}
 
 
 def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the units of the classes seen so far.
 
-    With a multi-head model (task-IL) only the current task's head is
-    trained: CE over units ``[n_old:n_seen]`` with labels shifted by n_old.
+    With a multi-head model (task-IL) each sample is classified among its own
+    task's units only (the other units are masked to -inf).
     """
+    logits = logits[:, : ctx.n_seen]
     if ctx.model.head_kind == "multi":
-        return F.cross_entropy(logits[:, ctx.n_old : ctx.n_seen], y - ctx.n_old)
-    return F.cross_entropy(logits[:, : ctx.n_seen], y)
+        per_task = ctx.stream.classes_per_task
+        unit_task = torch.arange(logits.shape[1], device=logits.device) // per_task
+        other = unit_task.unsqueeze(0) != (y // per_task).unsqueeze(1)
+        logits = logits.masked_fill(other, float("-inf"))
+    return F.cross_entropy(logits, y)
+
+
+def current(step: Step, tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of ``tensor`` that belong to the current task's batch."""
+    return tensor[: step.n_current]

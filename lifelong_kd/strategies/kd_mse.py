@@ -8,7 +8,7 @@ published logit-MSE method, with lambda (``--alpha``) = 1.
 
 import torch
 
-from ..context import TaskContext
+from ..context import Step, TaskContext
 from ..losses import mse_distillation
 from .base import Strategy, classification_loss
 
@@ -20,9 +20,10 @@ class KDMSE(Strategy):
     defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, "alpha": 1.0}
     ranges = {"alpha": (0.0, 1e6)}
 
-    def loss(self, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        ce = classification_loss(ctx, y, logits)
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        ce = classification_loss(ctx, step.y, step.logits)
         if ctx.teacher is None:
             return ce
         old = ctx.n_old
-        return ce + self.hparams["alpha"] * mse_distillation(logits[:, :old], ctx.teacher_logits(x)[:, :old])
+        teacher = ctx.teacher_logits(step.x)[:, :old]
+        return ce + self.hparams["alpha"] * mse_distillation(step.logits[:, :old], teacher)

@@ -9,7 +9,7 @@ appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor.
 
 import torch
 
-from ..context import TaskContext
+from ..context import Step, TaskContext
 from ..losses import kl_distillation
 from .base import Strategy, classification_loss
 
@@ -31,22 +31,25 @@ class LwF(Strategy):
         ctx.fit(
             epochs=int(self.hparams["warmup_epochs"]),
             parameters=ctx.model.head.parameters(),
-            loss=lambda c, x, y, logits: classification_loss_new_units(c, y, logits),
+            loss=classification_loss_new_units,
             weight_decay=0.0,
             train_mode=False,
         )
 
-    def loss(self, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        ce = classification_loss(ctx, y, logits)
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        ce = classification_loss(ctx, step.y, step.logits)
         if ctx.teacher is None:
             return ce
-        old = ctx.n_old
-        kd = kl_distillation(
-            logits[:, :old], ctx.teacher_logits(x)[:, :old], self.hparams["temperature"], self.hparams["t2"]
-        )
+        kd = distillation_on_old_units(ctx, step, self.hparams["temperature"], self.hparams["t2"])
         return ce + self.hparams["alpha"] * kd
 
 
-def classification_loss_new_units(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def distillation_on_old_units(ctx: TaskContext, step: Step, temperature: float, t2: bool) -> torch.Tensor:
+    """KL(teacher/T || student/T) over the old units, on every sample of the step."""
+    old = ctx.n_old
+    return kl_distillation(step.logits[:, :old], ctx.teacher_logits(step.x)[:, :old], temperature, t2)
+
+
+def classification_loss_new_units(ctx: TaskContext, step: Step) -> torch.Tensor:
     """CE restricted to the current task's units: the old rows get no gradient."""
-    return torch.nn.functional.cross_entropy(logits[:, ctx.n_old : ctx.n_seen], y - ctx.n_old)
+    return torch.nn.functional.cross_entropy(step.logits[:, ctx.n_old : ctx.n_seen], step.y - ctx.n_old)

@@ -1,0 +1,49 @@
+"""Dark Experience Replay (Buzzega et al., NeurIPS 2020).
+
+A reservoir memory of (x, logits at insertion); the loss is CE on the
+current batch + alpha * MSE(student(x_buf), logits_buf) (Eq. 6). No teacher
+forward: the stored logits are the targets. With a growing head, a sample's
+stored logits cover the units that existed when it was stored, and only
+those are compared. Defaults: the paper's Seq-CIFAR-10 grid (appendix):
+lr 0.03, alpha 0.3 (M = 200 and 500).
+"""
+
+import torch
+
+from ..context import Step, TaskContext
+from ..errors import UsageError
+from ..losses import masked_mse_distillation
+from .base import classification_loss
+from .replay import REPLAY_DEFAULTS, ReplayStrategy
+
+
+class DER(ReplayStrategy):
+    name = "der"
+    paper = "Buzzega et al., Dark Experience for General Continual Learning, NeurIPS 2020"
+    help = "CE on the current batch + alpha * MSE on replayed samples' stored logits (no teacher pass)"
+    defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, **REPLAY_DEFAULTS, "alpha": 0.3}
+    ranges = {"alpha": (0.0, 1e6)}
+    stores_logits = True
+
+    def __init__(self, **overrides) -> None:
+        super().__init__(**overrides)
+        if self.hparams["memory_policy"] != "reservoir":
+            raise UsageError(f"{self.name} stores logits as samples arrive: use --memory-policy reservoir")
+
+    def current_loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        n = step.n_current
+        return classification_loss(ctx, step.y[:n], step.logits[:n])
+
+    def logit_loss(self, step: Step, start: int, stop: int) -> torch.Tensor:
+        """alpha * masked MSE between the step's logits and the stored ones, on replay rows [start, stop)."""
+        index = step.replay.index[start:stop]
+        rows = step.logits[step.n_current + start : step.n_current + stop]
+        stored = self.buffer.logits[index]
+        return self.hparams["alpha"] * masked_mse_distillation(rows, stored, self.buffer.logit_units[index])
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        value = self.current_loss(ctx, step)
+        if step.replay is not None:
+            value = value + self.logit_loss(step, 0, len(step.replay))
+        return value
+

@@ -1,0 +1,31 @@
+"""ER + knowledge distillation: experience replay (Chaudhry et al. 2019) plus
+LwF's KL(teacher/T || student/T) on the old units (Li & Hoiem 2017), computed
+on the current and the replayed samples alike, as in the replay + KD
+baselines of iCaRL and EEIL (Castro et al. 2018). No published Seq-CIFAR-10
+grid exists; the defaults take ER's lr 0.1 and LwF's T = 2 with alpha = 1.
+"""
+
+import torch
+
+from ..context import Step, TaskContext
+from .base import classification_loss
+from .lwf import distillation_on_old_units
+from .replay import REPLAY_DEFAULTS, ReplayStrategy
+
+
+class ERKD(ReplayStrategy):
+    name = "er-kd"
+    paper = "ER (Chaudhry et al. 2019) + LwF distillation (Li & Hoiem 2017), as in EEIL (Castro et al. 2018)"
+    help = "ER + alpha * KL(teacher/T || student/T) on the old units, on current and replayed samples"
+    defaults = {
+        "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, **REPLAY_DEFAULTS,
+        "alpha": 1.0, "temperature": 2.0, "t2": False,
+    }
+    ranges = {"alpha": (0.0, 1e6), "temperature": (1e-3, 1e3)}
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        ce = classification_loss(ctx, step.y, step.logits)
+        if ctx.teacher is None:
+            return ce
+        kd = distillation_on_old_units(ctx, step, self.hparams["temperature"], self.hparams["t2"])
+        return ce + self.hparams["alpha"] * kd
