@@ -90,7 +90,7 @@ class ReplayBuffer:
         if len(slots):
             last = {int(s): i for i, s in enumerate(slots.tolist())}
             chosen = torch.tensor(sorted(last.values()), dtype=torch.long)
-            positions, slots = positions[chosen].to(self.device), slots[chosen].to(self.device)
+            positions, slots = _to_device(torch.stack([positions[chosen], slots[chosen]]), self.device)
             self._store(slots, x[positions], y[positions], task, None if logits is None else logits[positions])
         self.seen += count
         self.size = min(self.seen, self.capacity)
@@ -99,7 +99,9 @@ class ReplayBuffer:
         """Set the whole content (end-of-task policies); ``len(y) <= capacity``."""
         if len(y) > self.capacity:
             raise ValueError(f"{len(y)} samples exceed the buffer's capacity {self.capacity}")
-        self.size = len(y)
+        self.size = self.seen = len(y)
+        self.logits = None
+        self.logit_units.zero_()
         slots = torch.arange(self.size, device=self.device)
         self._store(slots, x.to(self.device), y.to(self.device), 0, None)
         self.task[: self.size] = torch.as_tensor(task, device=self.device)
@@ -114,7 +116,7 @@ class ReplayBuffer:
     def contents(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x, y, task) of the stored samples, in slot order."""
         if self.x is None:
-            return torch.empty(0, dtype=torch.uint8), self.y[:0], self.task[:0]
+            return torch.empty(0, dtype=torch.uint8, device=self.device), self.y[:0], self.task[:0]
         return self.x[: self.size], self.y[: self.size], self.task[: self.size]
 
     def class_counts(self) -> dict[int, int]:
@@ -136,6 +138,13 @@ class ReplayBuffer:
             setattr(self, key, None if value is None else value.to(self.device))
         self.size, self.seen = state["size"], state["seen"]
         self.rng.set_state(state["rng"])
+
+
+def _to_device(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU index tensor to ``device`` without blocking the host (pinned, async on CUDA)."""
+    if device.type == "cuda":
+        return index.pin_memory().to(device, non_blocking=True)
+    return index.to(device)
 
 
 def balanced_quotas(classes: list[int], capacity: int) -> dict[int, int]:

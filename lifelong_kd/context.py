@@ -50,6 +50,7 @@ class TaskContext:
     n_old: int
     n_seen: int
     device: torch.device
+    seed: int
     batch_size: int
     autocast: Callable[[], AbstractContextManager]
     normalise: Callable[[torch.Tensor], torch.Tensor]

@@ -21,13 +21,16 @@ class IncrementalClassifier(nn.Module):
 
     ``grow(n)`` appends a freshly initialised linear block for the classes
     ``num_classes .. n-1``; earlier blocks are untouched. New blocks are new
-    parameters: build the optimizer after growing.
+    parameters, created on the head's device (an empty buffer follows
+    ``.to(device)`` even before the first block exists): build the optimizer
+    after growing.
     """
 
     def __init__(self, in_features: int, num_classes: int = 0) -> None:
         super().__init__()
         self.in_features = in_features
         self.blocks = nn.ModuleList()
+        self.register_buffer("device_anchor", torch.empty(0), persistent=False)
         self.grow(num_classes)
 
     @property
@@ -44,8 +47,7 @@ class IncrementalClassifier(nn.Module):
         extra = num_classes - self.num_classes
         if extra <= 0:
             return
-        reference = next(self.parameters(), torch.empty(0))
-        self.blocks.append(nn.Linear(self.in_features, extra).to(reference.device))
+        self.blocks.append(nn.Linear(self.in_features, extra, device=self.device_anchor.device))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not self.blocks:

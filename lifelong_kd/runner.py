@@ -142,8 +142,8 @@ class Runner:
             n_seen = n_old + len(task.classes)
             self.model.grow(n_seen)
             ctx = TaskContext(
-                task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.config.batch_size,
-                self.autocast, self.augment.eval, self.fit,
+                task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.config.seed,
+                self.config.batch_size, self.autocast, self.augment.eval, self.fit,
             )
             start = time.perf_counter()
             try:
@@ -256,12 +256,10 @@ class Runner:
         """
         model = self.model
         model.eval()
-        units = model.num_classes
         correct: dict[str, list[torch.Tensor | None]] = {}
         sizes = []
         for task in self.stream:
             low, high = task.classes[0], task.classes[-1] + 1
-            has_units = high <= units
             counts: dict[str, torch.Tensor] = {}
             x_all = task.test.x.to(self.device)
             y_all = task.test.y.to(self.device)
@@ -274,13 +272,13 @@ class Runner:
                     prefix = f"{name}_" if name else ""
                     hits = (score.argmax(1) == y).sum()
                     counts[f"{prefix}class_il"] = counts.get(f"{prefix}class_il", 0) + hits
-                    if has_units:
+                    if high <= score.shape[1]:
                         task_hits = (score[:, low:high].argmax(1) + low == y).sum()
                         counts[f"{prefix}task_il"] = counts.get(f"{prefix}task_il", 0) + task_hits
             for name in counts:
                 correct.setdefault(name, []).append(counts[name])
             for name in correct:
-                if name.endswith("task_il") and not has_units:
+                if name not in counts:
                     correct[name].append(None)
             sizes.append(len(y_all))
         return {

@@ -84,7 +84,7 @@ def test_herding_picks_the_sample_nearest_the_mean_first_and_converges_faster_th
 
 
 def _context(stream, model, task_index, n_old, n_seen, teacher=None):
-    return TaskContext(stream.tasks[task_index], stream, model, teacher, n_old, n_seen, torch.device("cpu"), 4,
+    return TaskContext(stream.tasks[task_index], stream, model, teacher, n_old, n_seen, torch.device("cpu"), 0, 4,
                        lambda: torch.autocast("cpu", enabled=False), lambda x: x.float() / 255, trainer=None)
 
 
@@ -154,6 +154,27 @@ def test_weight_aligning_matches_new_norms_to_old_mean_norm():
     assert head.blocks[1].bias.tolist() == pytest.approx([0.5, -0.5])  # gamma = 3 / 6
 
 
+def test_memory_seed_follows_the_run_seed(tiny_stream):
+    contents = []
+    for seed in (0, 0, 1):
+        er = build_strategy("er", memory=5)
+        model = tiny_model(tiny_stream)
+        ctx = TaskContext(tiny_stream.tasks[0], tiny_stream, model, None, 0, 2, torch.device("cpu"), seed, 4,
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None)
+        er.before_task(ctx)
+        er.buffer.add_reservoir(_images(40), torch.arange(40), task=0)
+        contents.append(er.buffer.contents()[1].tolist())
+    assert contents[0] == contents[1] != contents[2]
+
+
+def test_fixed_head_with_nme_evaluates_every_task():
+    stream = make_tiny_stream()
+    model = tiny_model(stream, head="fixed")
+    doc = Runner(model, build_strategy("icarl", lr=0.05, memory=12), stream, tiny_config(), progress=False).run()
+    assert doc["matrices"]["nme_task_il"][0][1:] == [None, None]
+    assert all(v is not None for v in doc["matrices"]["task_il"][0])
+
+
 def test_replay_beats_finetuning_in_class_il():
     stream = make_tiny_stream()
     results = {}
@@ -175,6 +196,10 @@ def test_replay_options_are_validated():
         build_strategy("er", memory_policy="fifo")
     with pytest.raises(UsageError, match="reservoir"):
         build_strategy("der", memory_policy="class-balanced")
+    with pytest.raises(UsageError, match="herding or class-balanced"):
+        build_strategy("icarl", memory_policy="reservoir")
+    with pytest.raises(UsageError, match="reservoir or class-balanced"):
+        build_strategy("er", memory_policy="herding")
     assert build_strategy("derpp", memory=200).hparams["alpha"] == 0.1
     assert build_strategy("derpp", memory=500).hparams["alpha"] == 0.2
     assert build_strategy("derpp", memory=200, alpha=0.7).hparams["alpha"] == 0.7

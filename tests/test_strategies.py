@@ -16,7 +16,8 @@ def context_for_task(stream, index, teacher):
     n_old = sum(len(t.classes) for t in stream.tasks[:index])
     return TaskContext(
         stream.tasks[index], stream, model, teacher, n_old, n_old + len(stream.tasks[index].classes),
-        torch.device("cpu"), 32, lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None,
+        torch.device("cpu"), 0, 32, lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(),
+        trainer=None,
     )
 
 
@@ -78,7 +79,7 @@ def test_lwf_warmup_trains_only_new_units(tiny_stream):
     runner.teacher = frozen_copy(model)
     model.grow(4)
     ctx = TaskContext(tiny_stream.tasks[1], tiny_stream, model, runner.teacher, 2, 4,
-                      runner.device, 16, runner.autocast, runner.augment.eval, runner.fit)
+                      runner.device, 0, 16, runner.autocast, runner.augment.eval, runner.fit)
     backbone = [p.detach().clone() for p in model.backbone.parameters()]
     old_rows = model.head.weight[:2].detach().clone()
     new_rows = model.head.weight[2:].detach().clone()

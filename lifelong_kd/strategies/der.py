@@ -11,7 +11,6 @@ lr 0.03, alpha 0.3 (M = 200 and 500).
 import torch
 
 from ..context import Step, TaskContext
-from ..errors import UsageError
 from ..losses import masked_mse_distillation
 from .base import classification_loss
 from .replay import REPLAY_DEFAULTS, ReplayStrategy
@@ -24,11 +23,7 @@ class DER(ReplayStrategy):
     defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, **REPLAY_DEFAULTS, "alpha": 0.3}
     ranges = {"alpha": (0.0, 1e6)}
     stores_logits = True
-
-    def __init__(self, **overrides) -> None:
-        super().__init__(**overrides)
-        if self.hparams["memory_policy"] != "reservoir":
-            raise UsageError(f"{self.name} stores logits as samples arrive: use --memory-policy reservoir")
+    policies = ("reservoir",)  # logits are stored as samples arrive
 
     def current_loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         n = step.n_current

@@ -7,7 +7,8 @@
 - Memory: herding on L2-normalised features, M // C exemplars per class in
   priority order; old classes keep their first exemplars (Alg. 4, 5).
 - Classifier: nearest mean of exemplars, the class means of the exemplars'
-  normalised features and those of their horizontal flips, normalised
+  normalised features and those of their horizontal flips (where the stream
+  allows flips), normalised
   (Alg. 1); the linear head's accuracy is reported beside it.
 Defaults: the DER paper's Seq-CIFAR-10 grid (appendix): lr 0.1, weight decay 1e-5.
 """
@@ -27,12 +28,15 @@ class ICaRL(ReplayStrategy):
     paper = "Rebuffi et al., iCaRL: Incremental Classifier and Representation Learning, CVPR 2017"
     help = "herding exemplars + sigmoid-BCE distillation + nearest-mean-of-exemplars classifier"
     defaults = {"lr": 0.1, "momentum": 0.0, "weight_decay": 1e-5, **REPLAY_DEFAULTS, "memory_policy": "herding"}
+    policies = ("herding", "class-balanced")
 
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)
         self.class_means: torch.Tensor | None = None
 
     def training_split(self, ctx: TaskContext) -> Split:
+        if not len(self.buffer):
+            return ctx.task.train
         x, y, _ = self.buffer.contents()
         return concat_splits([ctx.task.train, Split(x.cpu(), y.cpu())])
 
@@ -63,7 +67,9 @@ class ICaRL(ReplayStrategy):
     def exemplar_means(self, ctx: TaskContext) -> torch.Tensor:
         """Normalised mean of the normalised features of each class's exemplars and their flips."""
         x, y, _ = self.buffer.contents()
-        features = F.normalize(ctx.features_of(x), dim=1) + F.normalize(ctx.features_of(x.flip(3)), dim=1)
+        features = F.normalize(ctx.features_of(x), dim=1)
+        if ctx.stream.hflip:
+            features = features + F.normalize(ctx.features_of(x.flip(3)), dim=1)
         means = torch.zeros(ctx.n_seen, features.shape[1], device=features.device)
         means.index_add_(0, y.to(features.device), features)
         return F.normalize(means, dim=1)

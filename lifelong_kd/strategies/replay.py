@@ -10,6 +10,7 @@ from ..errors import UsageError
 from .base import Strategy, current
 
 REPLAY_DEFAULTS = {"memory": 500, "memory_policy": "reservoir", "replay_batch_size": 0}
+ONLINE_POLICIES = ("reservoir", "class-balanced")
 
 
 class ReplayStrategy(Strategy):
@@ -22,20 +23,22 @@ class ReplayStrategy(Strategy):
     """
 
     stores_logits = False
+    policies: tuple[str, ...] = ONLINE_POLICIES
 
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)
-        if self.hparams["memory_policy"] not in POLICIES:
-            raise UsageError(
-                f"unknown --memory-policy '{self.hparams['memory_policy']}': choose from {', '.join(POLICIES)}"
-            )
+        policy = self.hparams["memory_policy"]
+        if policy not in POLICIES:
+            raise UsageError(f"unknown --memory-policy '{policy}': choose from {', '.join(POLICIES)}")
+        if policy not in self.policies:
+            raise UsageError(f"{self.name} cannot use --memory-policy {policy}: use {' or '.join(self.policies)}")
         if int(self.hparams["memory"]) < 1:
             raise UsageError(f"--memory {self.hparams['memory']} is out of range: use a budget >= 1 sample")
         self.buffer: ReplayBuffer | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
         if self.buffer is None:
-            self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.task.index)
+            self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.seed)
 
     def replay_size(self, ctx: TaskContext) -> int:
         return int(self.hparams["replay_batch_size"]) or ctx.batch_size
