@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["finetune", "lwf", "kd-mse", "joint"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--memories", nargs="+", type=int, default=[500], help="replay budgets M")
+    parser.add_argument("--head", default="incremental", choices=["incremental", "fixed"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--amp", default="bf16", choices=["off", "bf16"])
@@ -63,11 +64,12 @@ def main() -> None:
         for seed in args.seeds
     ]
     for strategy, memory, seed in plan:
-        name = strategy if memory is None else f"{strategy}-m{memory}"
+        name = (strategy if memory is None else f"{strategy}-m{memory}") + ("-fixed" if args.head == "fixed" else "")
         argv = [
             "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root),
             "--strategy", strategy, "--model", "reduced-resnet18", "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--amp", args.amp, "--channels-last",
+            "--head", args.head,
             "--out", str(args.runs_dir / f"{name}-seed{seed}"), "--overwrite", "--quiet",
         ]
         if memory is not None:
@@ -78,7 +80,8 @@ def main() -> None:
         doc = execute_run(build_parser().parse_args(argv))
         wall = time.perf_counter() - start
         row = {
-            "strategy": strategy, "memory": memory, "seed": seed, "argv": ["lifelong-kd", *argv],
+            "strategy": strategy, "memory": memory, "head": args.head, "seed": seed,
+            "argv": ["lifelong-kd", *argv],
             "class_il": doc["metrics"]["class_il"], "task_il": doc["metrics"]["task_il"],
             "metrics": doc["metrics"],
             "matrices": doc["matrices"], "hparams": doc["config"]["hparams"],
@@ -96,7 +99,7 @@ def main() -> None:
         **provenance(),
         "protocol": {
             "benchmark": "split-cifar10 (5 tasks x 2 classes, class order 0..9)", "model": "reduced-resnet18",
-            "epochs_per_task": args.epochs, "batch_size": args.batch_size, "amp": args.amp,
+            "epochs_per_task": args.epochs, "head": args.head, "batch_size": args.batch_size, "amp": args.amp,
             "channels_last": True, "data_root": str(args.data_root),
             "max_train_per_class": args.max_train_per_class,
         },

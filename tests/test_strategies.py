@@ -102,3 +102,15 @@ def test_registry_and_defaults():
         build_strategy("finetune", alpha=1.0)
     with pytest.raises(UsageError, match="--temperature"):
         build_strategy("lwf", temperature=0.0)
+
+
+def test_fixed_head_trains_every_unit_incremental_only_the_seen_ones(tiny_stream):
+    logits = torch.tensor([[2.0, 0.5, 3.0, -1.0, 0.0, 1.0]])
+    y = torch.tensor([1])
+    for head, units in (("fixed", 6), ("incremental", 4)):
+        model = tiny_model(tiny_stream, head=head)
+        model.grow(4)
+        ctx = TaskContext(tiny_stream.tasks[1], tiny_stream, model, None, 2, 4, torch.device("cpu"), 0, 32,
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None)
+        loss = build_strategy("finetune").loss(ctx, step_of(torch.zeros(1, 3, 8, 8), y, logits))
+        assert loss.item() == pytest.approx(F.cross_entropy(logits[:, :units], y).item())

@@ -77,10 +77,13 @@ class Strategy:
 def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the units of the classes seen so far.
 
-    With a multi-head model (task-IL) each sample is classified among its own
-    task's units only (the other units are masked to -inf).
+    A fixed head (units for every class from the start) trains all its units,
+    as Mammoth does: future classes' units are pushed down too. With a
+    multi-head model (task-IL) each sample is classified among its own task's
+    units only (the other units are masked to -inf).
     """
-    logits = logits[:, : ctx.n_seen]
+    if ctx.model.head_kind != "fixed":
+        logits = logits[:, : ctx.n_seen]
     if ctx.model.head_kind == "multi":
         per_task = ctx.stream.classes_per_task
         unit_task = torch.arange(logits.shape[1], device=logits.device) // per_task
