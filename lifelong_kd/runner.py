@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import BatchAugment
@@ -33,6 +34,7 @@ from .results import environment, results_document, write_results
 from .strategies import Strategy
 
 LossFn = Callable[[TaskContext, Step], torch.Tensor]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,7 +68,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def frozen_copy(model: ContinualModel) -> ContinualModel:
+def frozen_copy(model: ModuleT) -> ModuleT:
     """A deep copy in eval mode whose parameters require no gradient: the teacher."""
     teacher = copy.deepcopy(model)
     teacher.eval()
