@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/split_cifar10"))
     parser.add_argument("--output", default="split_cifar10.json")
     args = parser.parse_args()
+    origin = provenance()  # taken before the runs: the code they ran
 
     runs = []
     plan = [
@@ -96,7 +97,7 @@ def main() -> None:
             f"BWT {row['class_il']['bwt']:7.2f}  train {row['train_seconds']:6.1f} s", flush=True,
         )
     payload = {
-        **provenance(),
+        **origin,
         "protocol": {
             "benchmark": "split-cifar10 (5 tasks x 2 classes, class order 0..9)", "model": "reduced-resnet18",
             "epochs_per_task": args.epochs, "head": args.head, "batch_size": args.batch_size, "amp": args.amp,

@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--output", default=None, help="results file name (default: throughput_<device>.json)")
     args = parser.parse_args()
+    origin = provenance()  # taken before the runs: the code they ran
 
     stream = synthetic_stream(args.images_per_task)
     steps = args.images_per_task // args.batch_size
@@ -116,7 +117,7 @@ def main() -> None:
     for key, value in ratios.items():
         print(f"  {key:<44}{value:6.3f}")
     payload = {
-        **provenance(),
+        **origin,
         "setup": {
             "model": args.model, "batch_size": args.batch_size, "images_per_task": args.images_per_task,
             "repeats": args.repeats, "device": args.device, "channels_last": args.channels_last,
