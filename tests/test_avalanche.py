@@ -1,0 +1,144 @@
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("avalanche")
+
+from avalanche.benchmarks import nc_benchmark  # noqa: E402
+from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
+from avalanche.models import IncrementalClassifier as AvalancheIncrementalClassifier  # noqa: E402
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin  # noqa: E402
+from avalanche.training.supervised import Naive  # noqa: E402
+from conftest import make_tiny_stream, tiny_model  # noqa: E402
+
+from lifelong_kd import metrics  # noqa: E402
+from lifelong_kd.avalanche import (  # noqa: E402
+    KDMSEPlugin,
+    LwFDistillationPlugin,
+    accuracy_matrix_from_avalanche,
+    from_avalanche_benchmark,
+    to_avalanche_benchmark,
+)
+from lifelong_kd.context import Step, TaskContext  # noqa: E402
+from lifelong_kd.losses import mse_distillation  # noqa: E402
+from lifelong_kd.strategies import build_strategy  # noqa: E402
+
+
+class Recorder(SupervisedPlugin):
+    """Placed after our plugin: records the loss it produced and what it was made of."""
+
+    def __init__(self, plugin):
+        super().__init__()
+        self.plugin = plugin
+        self.records = []
+
+    def before_backward(self, strategy, **kwargs):
+        self.records.append({
+            "experience": strategy.clock.train_exp_counter,
+            "loss": strategy.loss.detach().clone(),
+            "ce": strategy._criterion(strategy.mb_output, strategy.mb_y).detach(),
+            "x": strategy.mb_x.detach().clone(),
+            "y": strategy.mb_y.clone(),
+            "logits": strategy.mb_output.detach().clone(),
+            "teacher": self.plugin.teacher,
+        })
+
+
+def _naive(model, plugins):
+    return Naive(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), criterion=nn.CrossEntropyLoss(),
+        train_mb_size=8, train_epochs=1, eval_mb_size=64, device="cpu", plugins=plugins,
+        evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
+    )
+
+
+def test_lwf_plugin_in_naive_adds_exactly_our_lwf_term():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = tiny_model(stream, head="fixed")
+    plugin = LwFDistillationPlugin(alpha=0.7, temperature=2.0)
+    recorder = Recorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    benchmark = to_avalanche_benchmark(stream)
+    results = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        results.append(strategy.eval(benchmark.test_stream))
+    second = [r for r in recorder.records if r["experience"] == 1]
+    assert second and all(r["loss"].item() == pytest.approx(r["ce"].item()) for r in recorder.records[:1])
+    ours = build_strategy("lwf", alpha=0.7, temperature=2.0)
+    for record in second:
+        ctx = TaskContext(stream.tasks[1], stream, model, record["teacher"], 2, 4, torch.device("cpu"), 0, 8,
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+        step = Step(record["x"], record["x"], record["y"], len(record["y"]), None, record["logits"])
+        assert ours.loss(ctx, step).item() == pytest.approx(record["loss"].item(), rel=1e-5)
+    assert plugin.teacher is not None and not plugin.teacher.training
+    assert all(not p.requires_grad for p in plugin.teacher.parameters())
+    assert plugin.old_classes == [0, 1, 2, 3]
+    matrix = accuracy_matrix_from_avalanche(results, 2)
+    assert len(matrix) == 2 and all(0.0 <= v <= 100.0 for row in matrix for v in row)
+    assert metrics.bwt(matrix) == pytest.approx(matrix[1][0] - matrix[0][0])
+
+
+def test_kd_mse_plugin_with_avalanche_incremental_classifier():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    backbone = tiny_model(stream).backbone
+    model = nn.Sequential(backbone, AvalancheIncrementalClassifier(backbone.out_features, initial_out_features=2))
+    plugin = KDMSEPlugin(alpha=2.0)
+    recorder = Recorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    for experience in to_avalanche_benchmark(stream).train_stream:
+        strategy.train(experience)
+    assert model[1].classifier.out_features == 4
+    second = [r for r in recorder.records if r["experience"] == 1]
+    for record in second:
+        with torch.no_grad():
+            teacher = record["teacher"](record["x"])
+        term = mse_distillation(record["logits"][:, :2], teacher[:, :2])
+        assert record["loss"].item() - record["ce"].item() == pytest.approx(2.0 * term.item(), rel=1e-4, abs=1e-6)
+
+
+def test_adapters_round_trip_keep_classes_sizes_and_order():
+    stream = make_tiny_stream(num_classes=6, n_tasks=3, per_class=5)
+    back = from_avalanche_benchmark(to_avalanche_benchmark(stream))
+    assert back.class_order == tuple(range(6)) and len(back) == 3
+    for ours, theirs in zip(stream, back):
+        assert ours.classes == theirs.classes
+        assert torch.equal(ours.train.x, theirs.train.x) and torch.equal(ours.train.y, theirs.train.y)
+        assert torch.equal(ours.test.x, theirs.test.x) and torch.equal(ours.test.y, theirs.test.y)
+
+
+def test_avalanche_class_order_becomes_the_stream_order():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=3)
+    x = torch.cat([t.train.x for t in stream])
+    y = torch.cat([t.train.y for t in stream])
+    benchmark = nc_benchmark(torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y),
+                             n_experiences=2, task_labels=False, fixed_class_order=[3, 1, 0, 2])
+    converted = from_avalanche_benchmark(benchmark)
+    assert converted.class_order == (1, 3, 0, 2)  # each experience's classes, sorted, in experience order
+    first = converted.tasks[0]
+    original = {1: 0, 3: 1}
+    for image, label in zip(first.train.x, first.train.y):
+        assert any(torch.equal(image, xi) and original[int(yi)] == int(label) for xi, yi in zip(x, y))
+
+
+def test_import_without_avalanche_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "avalanche.benchmarks", None)
+    monkeypatch.delitem(sys.modules, "lifelong_kd.avalanche", raising=False)
+    with pytest.raises(ImportError, match=re.escape("lifelong_kd[avalanche]")):
+        importlib.import_module("lifelong_kd.avalanche")
+    monkeypatch.undo()
+    importlib.import_module("lifelong_kd.avalanche")
+
+
+def test_readme_avalanche_example_runs():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Using with Avalanche", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["matrix"]) == 5
