@@ -26,21 +26,24 @@ from torch import nn
 try:
     from avalanche.benchmarks import nc_benchmark
     from avalanche.models.utils import avalanche_forward
-    from avalanche.training.plugins import SupervisedPlugin
+    from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "lifelong_kd.avalanche needs avalanche-lib: pip install \"lifelong_kd[avalanche]\""
     ) from error
 
+from .buffer import ReplayBuffer
 from .data import Dataset, TaskStream, split_into_tasks
-from .losses import kl_distillation, mse_distillation
+from .losses import kl_distillation, masked_mse_distillation, mse_distillation
 from .runner import frozen_copy
 
 __all__ = [
+    "DERPlugin",
     "KDMSEPlugin",
     "LwFDistillationPlugin",
     "TeacherDistillationPlugin",
     "accuracy_matrix_from_avalanche",
+    "er_kd_plugins",
     "from_avalanche_benchmark",
     "to_avalanche_benchmark",
 ]
@@ -98,6 +101,55 @@ class KDMSEPlugin(TeacherDistillationPlugin):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__(alpha, mse_distillation)
+
+
+class DERPlugin(SupervisedPlugin):
+    """Dark Experience Replay (Buzzega et al. 2020) for any Avalanche strategy; DER++ when ``beta > 0``.
+
+    After every update the minibatch (as the model saw it, augmented) is
+    offered to a reservoir memory of ``mem_size`` samples with the logits it
+    produced. In ``before_backward`` a replay batch is forwarded and
+    ``alpha * MSE(logits, stored logits)`` (on the units stored) is added; with
+    ``beta > 0`` a second batch adds ``beta * CE``. Use a plain model or a head
+    without masking: masked logits (Avalanche's -1000) would be stored.
+    """
+
+    def __init__(self, mem_size: int = 500, alpha: float = 0.3, beta: float = 0.0,
+                 batch_size_mem: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+        self.mem_size, self.batch_size_mem, self.seed = mem_size, batch_size_mem, seed
+        self.buffer: ReplayBuffer | None = None
+        self.generator: torch.Generator | None = None
+
+    def before_backward(self, strategy: Any, **kwargs: Any) -> None:
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(self.mem_size, strategy.device, self.seed)
+            self.generator = torch.Generator(device=strategy.device).manual_seed(self.seed)
+        count = self.batch_size_mem or len(strategy.mb_y)
+        sample = self.buffer.sample(count * (2 if self.beta else 1), self.generator)
+        if sample is None:
+            return
+        logits = avalanche_forward(strategy.model, sample.x, torch.zeros_like(sample.y))
+        half = len(sample) if not self.beta else (len(sample) + 1) // 2
+        index = sample.index[:half]
+        strategy.loss += self.alpha * masked_mse_distillation(
+            logits[:half], self.buffer.logits[index], self.buffer.logit_units[index]
+        )
+        if self.beta and len(sample) > half:
+            strategy.loss += self.beta * torch.nn.functional.cross_entropy(logits[half:], sample.y[half:])
+
+    def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+        self.buffer.add_reservoir(
+            strategy.mb_x.detach(), strategy.mb_y, strategy.clock.train_exp_counter, strategy.mb_output.detach()
+        )
+
+
+def er_kd_plugins(mem_size: int = 500, alpha: float = 1.0, temperature: float = 2.0) -> list[SupervisedPlugin]:
+    """ER + KD for any Avalanche strategy: Avalanche's ``ReplayPlugin`` appends memory samples
+    to each minibatch, and ``LwFDistillationPlugin`` distils the old classes' units on all of
+    them (current and replayed), as our ``er-kd`` does. Plugin order matters: replay first."""
+    return [ReplayPlugin(mem_size=mem_size), LwFDistillationPlugin(alpha=alpha, temperature=temperature)]
 
 
 class _Normalise:

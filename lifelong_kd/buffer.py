@@ -36,8 +36,9 @@ class ReplaySample:
 
 
 class ReplayBuffer:
-    """At most ``capacity`` samples: uint8 images, labels, task ids and, optionally,
-    the logits recorded at insertion (with how many units they cover)."""
+    """At most ``capacity`` samples: images (uint8 in our runner; any dtype, as first
+    stored), labels, task ids and, optionally, the logits recorded at insertion
+    (with how many units they cover)."""
 
     def __init__(self, capacity: int, device: torch.device | str = "cpu", seed: int = 0) -> None:
         self.capacity = capacity
@@ -57,7 +58,7 @@ class ReplayBuffer:
     def _store(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: int,
                logits: torch.Tensor | None) -> None:
         if self.x is None:
-            self.x = torch.zeros((self.capacity, *x.shape[1:]), dtype=torch.uint8, device=self.device)
+            self.x = torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype, device=self.device)
         self.x[slots] = x
         self.y[slots] = y
         self.task[slots] = task

@@ -18,14 +18,16 @@ from conftest import make_tiny_stream, tiny_model  # noqa: E402
 
 from lifelong_kd import metrics  # noqa: E402
 from lifelong_kd.avalanche import (  # noqa: E402
+    DERPlugin,
     KDMSEPlugin,
     LwFDistillationPlugin,
     accuracy_matrix_from_avalanche,
+    er_kd_plugins,
     from_avalanche_benchmark,
     to_avalanche_benchmark,
 )
 from lifelong_kd.context import Step, TaskContext  # noqa: E402
-from lifelong_kd.losses import mse_distillation  # noqa: E402
+from lifelong_kd.losses import kl_distillation, mse_distillation  # noqa: E402
 from lifelong_kd.strategies import build_strategy  # noqa: E402
 
 
@@ -45,8 +47,14 @@ class Recorder(SupervisedPlugin):
             "x": strategy.mb_x.detach().clone(),
             "y": strategy.mb_y.clone(),
             "logits": strategy.mb_output.detach().clone(),
-            "teacher": self.plugin.teacher,
+            "teacher": getattr(self.plugin, "teacher", None),
+            "memory_logits": _memory_logits(self.plugin),
         })
+
+
+def _memory_logits(plugin):
+    buffer = getattr(plugin, "buffer", None)
+    return None if buffer is None or buffer.logits is None else buffer.logits.clone()
 
 
 def _naive(model, plugins):
@@ -100,6 +108,43 @@ def test_kd_mse_plugin_with_avalanche_incremental_classifier():
             teacher = record["teacher"](record["x"])
         term = mse_distillation(record["logits"][:, :2], teacher[:, :2])
         assert record["loss"].item() - record["ce"].item() == pytest.approx(2.0 * term.item(), rel=1e-4, abs=1e-6)
+
+
+def test_der_plugin_stores_logits_and_adds_its_term_only_when_weighted():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    for alpha, beta in ((0.0, 0.0), (0.5, 0.5)):
+        model = tiny_model(stream, head="fixed")
+        plugin = DERPlugin(mem_size=12, alpha=alpha, beta=beta)
+        recorder = Recorder(plugin)
+        strategy = _naive(model, [plugin, recorder])
+        for experience in to_avalanche_benchmark(stream).train_stream:
+            strategy.train(experience)
+        assert len(plugin.buffer) == 12 and plugin.buffer.seen == 32
+        first, second = recorder.records[:2]
+        assert torch.equal(second["memory_logits"][:8], first["logits"])  # stored as produced, before the update
+        later = recorder.records[1:]
+        gaps = [r["loss"].item() - r["ce"].item() for r in later]
+        if alpha == 0.0:
+            assert all(abs(g) < 1e-6 for g in gaps)
+        else:
+            assert all(g > 0 for g in gaps)
+
+
+def test_er_kd_plugins_distil_current_and_replayed_rows():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = tiny_model(stream, head="fixed")
+    plugins = er_kd_plugins(mem_size=8, alpha=0.5, temperature=2.0)
+    recorder = Recorder(plugins[1])
+    strategy = _naive(model, [*plugins, recorder])
+    for experience in to_avalanche_benchmark(stream).train_stream:
+        strategy.train(experience)
+    second = [r for r in recorder.records if r["experience"] == 1]
+    assert second and all(len(r["y"]) == 16 for r in second)  # 8 current + 8 replayed
+    for record in second:
+        with torch.no_grad():
+            teacher = record["teacher"](record["x"])
+        term = kl_distillation(record["logits"][:, :2], teacher[:, :2], 2.0)
+        assert record["loss"].item() - record["ce"].item() == pytest.approx(0.5 * term.item(), rel=1e-4, abs=1e-6)
 
 
 def test_adapters_round_trip_keep_classes_sizes_and_order():
