@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--memories", nargs="+", type=int, default=[500], help="replay budgets M")
     parser.add_argument("--head", default="incremental", choices=["incremental", "fixed"])
+    parser.add_argument("--lr", type=float, help="override every strategy's default lr")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--amp", default="bf16", choices=["off", "bf16"])
@@ -75,6 +76,9 @@ def main() -> None:
         ]
         if memory is not None:
             argv += ["--memory", str(memory)]
+        if args.lr is not None:
+            argv += ["--lr", str(args.lr)]
+            name += f"-lr{args.lr}"
         if args.max_train_per_class:
             argv += ["--max-train-per-class", str(args.max_train_per_class)]
         start = time.perf_counter()
@@ -100,7 +104,8 @@ def main() -> None:
         **origin,
         "protocol": {
             "benchmark": "split-cifar10 (5 tasks x 2 classes, class order 0..9)", "model": "reduced-resnet18",
-            "epochs_per_task": args.epochs, "head": args.head, "batch_size": args.batch_size, "amp": args.amp,
+            "epochs_per_task": args.epochs, "head": args.head, "lr_override": args.lr,
+            "batch_size": args.batch_size, "amp": args.amp,
             "channels_last": True, "data_root": str(args.data_root),
             "max_train_per_class": args.max_train_per_class,
         },
