@@ -8,8 +8,7 @@ grid exists; the defaults take ER's lr 0.1 and LwF's T = 2 with alpha = 1.
 import torch
 
 from ..context import Step, TaskContext
-from .base import classification_loss
-from .lwf import distillation_on_old_units
+from .lwf import ce_plus_distillation
 from .replay import REPLAY_DEFAULTS, ReplayStrategy
 
 
@@ -24,8 +23,4 @@ class ERKD(ReplayStrategy):
     ranges = {"alpha": (0.0, 1e6), "temperature": (1e-3, 1e3)}
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
-        ce = classification_loss(ctx, step.y, step.logits)
-        if ctx.teacher is None:
-            return ce
-        kd = distillation_on_old_units(ctx, step, self.hparams["temperature"], self.hparams["t2"])
-        return ce + self.hparams["alpha"] * kd
+        return ce_plus_distillation(ctx, step, self.hparams)

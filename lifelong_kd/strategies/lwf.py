@@ -37,17 +37,18 @@ class LwF(Strategy):
         )
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
-        ce = classification_loss(ctx, step.y, step.logits)
-        if ctx.teacher is None:
-            return ce
-        kd = distillation_on_old_units(ctx, step, self.hparams["temperature"], self.hparams["t2"])
-        return ce + self.hparams["alpha"] * kd
+        return ce_plus_distillation(ctx, step, self.hparams)
 
 
-def distillation_on_old_units(ctx: TaskContext, step: Step, temperature: float, t2: bool) -> torch.Tensor:
-    """KL(teacher/T || student/T) over the old units, on every sample of the step."""
+def ce_plus_distillation(ctx: TaskContext, step: Step, hparams: dict) -> torch.Tensor:
+    """CE + alpha * KL(teacher/T || student/T) over the old units, on every sample of the step."""
+    ce = classification_loss(ctx, step.y, step.logits)
+    if ctx.teacher is None:
+        return ce
     old = ctx.n_old
-    return kl_distillation(step.logits[:, :old], ctx.teacher_logits(step.x)[:, :old], temperature, t2)
+    teacher = ctx.teacher_logits(step.x)[:, :old]
+    kd = kl_distillation(step.logits[:, :old], teacher, hparams["temperature"], hparams["t2"])
+    return ce + hparams["alpha"] * kd
 
 
 def classification_loss_new_units(ctx: TaskContext, step: Step) -> torch.Tensor:
