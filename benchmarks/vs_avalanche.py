@@ -1,0 +1,138 @@
+"""Side by side with Avalanche 0.6 on Split-CIFAR-10 (class-IL), from one run.
+
+Every entry trains the same reduced ResNet-18 (ours, a fixed 10-way head,
+initialised from the same seed) on the same data (CIFAR-10 from
+../shared/data, 5 tasks x 2 classes), with the same batch size, epochs,
+optimizer (SGD, one lr for all) and seed:
+
+- Avalanche's Naive, LwF, Replay and DER (beta = 0), its own data pipeline
+  (per-sample torchvision transforms);
+- our runner: finetune, lwf, er, der (`--head fixed`);
+- our plugins inside Avalanche's Naive: LwFDistillationPlugin, DERPlugin.
+
+Reports class-IL final accuracy, forgetting (Chaudhry et al., from each
+entry's accuracy matrix) and training images/s (stream images / seconds in
+training). Results: benchmarks/results/vs_avalanche.json.
+
+    python benchmarks/vs_avalanche.py
+    python benchmarks/vs_avalanche.py --benchmark split-digits --output vs_avalanche_digits.json  # ~1 min check
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from common import SHARED_DATA, provenance, save
+
+from lifelong_kd import metrics
+from lifelong_kd.avalanche import (
+    DERPlugin,
+    LwFDistillationPlugin,
+    accuracy_matrix_from_avalanche,
+    to_avalanche_benchmark,
+)
+from lifelong_kd.data import TaskStream, make_stream
+from lifelong_kd.models import build_model
+from lifelong_kd.runner import Runner, TrainConfig, seed_everything
+from lifelong_kd.strategies import build_strategy
+
+
+def run_ours(name: str, stream: TaskStream, args: argparse.Namespace) -> dict:
+    options = {"lr": args.lr, "momentum": 0.0, "weight_decay": 0.0}
+    if name == "lwf":
+        options.update(alpha=args.alpha, temperature=2.0)
+    if name in ("er", "der"):
+        options.update(memory=args.memory)
+    if name == "der":
+        options.update(alpha=args.der_alpha)
+    seed_everything(args.seed)
+    model = build_model("reduced-resnet18", stream.image_shape[0], stream.num_classes, head="fixed")
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_batch_size=256
+    )
+    doc = Runner(model, build_strategy(name, **options), stream, config, progress=False).run()
+    train_images = sum(len(task.train) for task in stream) * args.epochs
+    return {"matrix": doc["matrices"]["class_il"], "train_seconds": sum(doc["timing"]["train_seconds"]),
+            "train_images": train_images}
+
+
+def run_avalanche(make: Callable, stream: TaskStream, args: argparse.Namespace) -> dict:
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.determinism.rng_manager import RNGManager
+    from avalanche.training.plugins import EvaluationPlugin
+
+    seed_everything(args.seed)
+    RNGManager.set_random_seeds(args.seed)
+    model = build_model("reduced-resnet18", stream.image_shape[0], stream.num_classes, head="fixed")
+    common = {
+        "model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=args.lr),
+        "criterion": torch.nn.CrossEntropyLoss(), "train_mb_size": args.batch_size, "train_epochs": args.epochs,
+        "eval_mb_size": 256, "device": "cpu",
+        "evaluator": EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
+    }
+    strategy = make(common)
+    benchmark = to_avalanche_benchmark(stream)
+    results, seconds = [], 0.0
+    for experience in benchmark.train_stream:
+        start = time.perf_counter()
+        strategy.train(experience)
+        seconds += time.perf_counter() - start
+        results.append(strategy.eval(benchmark.test_stream))
+    train_images = sum(len(task.train) for task in stream) * args.epochs
+    return {"matrix": accuracy_matrix_from_avalanche(results, len(stream)), "train_seconds": seconds,
+            "train_images": train_images}
+
+
+def main() -> None:
+    from avalanche.training.supervised import DER, LwF, Naive, Replay
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmark", default="split-cifar10", help="split-digits: a one-minute check")
+    parser.add_argument("--data-root", default=str(SHARED_DATA / "cifar10-jpeg.zip"))
+    parser.add_argument("--max-train-per-class", type=int)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--alpha", type=float, default=1.0, help="LwF weight (Avalanche's default)")
+    parser.add_argument("--der-alpha", type=float, default=0.3)
+    parser.add_argument("--memory", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="vs_avalanche.json")
+    args = parser.parse_args()
+    origin = provenance()
+    stream = make_stream(args.benchmark, data_root=args.data_root, max_train_per_class=args.max_train_per_class)
+    entries: list[tuple[str, Callable[[], dict]]] = [
+        ("avalanche Naive", lambda: run_avalanche(lambda c: Naive(**c), stream, args)),
+        ("avalanche LwF", lambda: run_avalanche(lambda c: LwF(alpha=args.alpha, temperature=2.0, **c), stream, args)),
+        ("avalanche Replay", lambda: run_avalanche(lambda c: Replay(mem_size=args.memory, **c), stream, args)),
+        ("avalanche DER", lambda: run_avalanche(
+            lambda c: DER(mem_size=args.memory, alpha=args.der_alpha, beta=0.0, **c), stream, args)),
+        ("ours finetune", lambda: run_ours("finetune", stream, args)),
+        ("ours lwf", lambda: run_ours("lwf", stream, args)),
+        ("ours er", lambda: run_ours("er", stream, args)),
+        ("ours der", lambda: run_ours("der", stream, args)),
+        ("Naive + our LwFDistillationPlugin", lambda: run_avalanche(
+            lambda c: Naive(plugins=[LwFDistillationPlugin(alpha=args.alpha, temperature=2.0)], **c), stream, args)),
+        ("Naive + our DERPlugin", lambda: run_avalanche(
+            lambda c: Naive(plugins=[DERPlugin(mem_size=args.memory, alpha=args.der_alpha)], **c), stream, args)),
+    ]
+    rows = []
+    for name, run in entries:
+        result = run()
+        row = {
+            "entry": name, **metrics.summary(result["matrix"]), "matrix": result["matrix"],
+            "train_seconds": result["train_seconds"],
+            "images_per_second": result["train_images"] / result["train_seconds"],
+        }
+        rows.append(row)
+        print(f"{name:<36} class-IL {row['final_accuracy']:6.2f}  forgetting {row['forgetting']:6.2f}  "
+              f"{row['images_per_second']:7.1f} img/s", flush=True)
+    payload = {**origin, "protocol": {k: v for k, v in vars(args).items() if k != "output"}, "entries": rows}
+    print(f"saved {save(args.output, payload)}")
+
+
+if __name__ == "__main__":
+    main()
