@@ -51,14 +51,14 @@ class ICaRL(ReplayStrategy):
         """The memory changes only at the end of a task."""
 
     def after_task(self, ctx: TaskContext) -> None:
-        train = ctx.task.train
-        features = ctx.features_of(train.x)
-        per_class = int(self.hparams["memory"]) // ctx.n_seen + 1
-        order = {
-            c: herding_order(features[train.y.to(features.device) == c], per_class).cpu()
-            for c in ctx.task.classes
-        }
         if self.hparams["memory_policy"] == "herding":
+            train = ctx.task.train
+            features = ctx.features_of(train.x)
+            per_class = int(self.hparams["memory"]) // ctx.n_seen + 1
+            order = {
+                c: herding_order(features[train.y.to(features.device) == c], per_class).cpu()
+                for c in ctx.task.classes
+            }
             rebuild_balanced(self.buffer, train.x, train.y, ctx.task.index, order)
         else:
             super().after_task(ctx)
