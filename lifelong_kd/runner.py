@@ -128,6 +128,7 @@ class Runner:
             "seed": config.seed,
         }
         self.env = environment(self.device)
+        self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
 
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast when ``amp == "bf16"``, else a no-op context."""
@@ -263,8 +264,7 @@ class Runner:
         for task in self.stream:
             low, high = task.classes[0], task.classes[-1] + 1
             counts: dict[str, torch.Tensor] = {}
-            x_all = task.test.x.to(self.device)
-            y_all = task.test.y.to(self.device)
+            x_all, y_all = self.test_sets[task.index]
             for begin in range(0, len(y_all), self.config.eval_batch_size):
                 y = y_all[begin : begin + self.config.eval_batch_size]
                 with self.autocast():
