@@ -7,20 +7,28 @@ optimizer (SGD, one lr for all) and seed:
 
 - Avalanche's Naive, LwF, Replay and DER (beta = 0), its own data pipeline
   (per-sample torchvision transforms);
-- our runner: finetune, lwf, er, der (`--head fixed`);
+- our runner: finetune, lwf, er, der (`--head fixed`), at its fast settings
+  (bf16 autocast, channels_last, torch.compile: `--amp`, `--no-channels-last`,
+  `--no-compile`), and finetune and lwf again in fp32 without compile, the
+  precision Avalanche trains in (the "fp32" rows);
 - our plugins inside Avalanche's Naive: LwFDistillationPlugin, DERPlugin.
 
 Reports class-IL final accuracy, forgetting (Chaudhry et al., from each
 entry's accuracy matrix) and training images/s (stream images / seconds in
-training). Results: benchmarks/results/vs_avalanche.json.
+training, compilation included). With several `--seeds`, every entry runs
+once per seed and the summary gives mean and sample std. Results:
+benchmarks/results/vs_avalanche.json.
 
     python benchmarks/vs_avalanche.py
+    python benchmarks/vs_avalanche.py --entries "avalanche LwF" "ours lwf" "Naive + our LwFDistillationPlugin" \
+        --seeds 1 2 --output vs_avalanche_lwf_seeds.json
     python benchmarks/vs_avalanche.py --benchmark split-digits --output vs_avalanche_digits.json  # ~1 min check
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -40,7 +48,7 @@ from lifelong_kd.runner import Runner, TrainConfig, seed_everything
 from lifelong_kd.strategies import build_strategy
 
 
-def run_ours(name: str, stream: TaskStream, args: argparse.Namespace) -> dict:
+def run_ours(name: str, stream: TaskStream, args: argparse.Namespace, fast: bool = True) -> dict:
     options = {"lr": args.lr, "momentum": 0.0, "weight_decay": 0.0}
     if name == "lwf":
         options.update(alpha=args.alpha, temperature=2.0)
@@ -51,7 +59,8 @@ def run_ours(name: str, stream: TaskStream, args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     model = build_model("reduced-resnet18", stream.image_shape[0], stream.num_classes, head="fixed")
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_batch_size=256
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_batch_size=256,
+        amp=args.amp if fast else "off", channels_last=args.channels_last and fast, compile=args.compile and fast,
     )
     doc = Runner(model, build_strategy(name, **options), stream, config, progress=False).run()
     train_images = sum(len(task.train) for task in stream) * args.epochs
@@ -99,7 +108,11 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0, help="LwF weight (Avalanche's default)")
     parser.add_argument("--der-alpha", type=float, default=0.3)
     parser.add_argument("--memory", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--amp", choices=["off", "bf16"], default="bf16", help="our runner's fast entries")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument("--entries", nargs="+", help="run only these entries (names as printed)")
     parser.add_argument("--output", default="vs_avalanche.json")
     args = parser.parse_args()
     origin = provenance()
@@ -112,6 +125,8 @@ def main() -> None:
             lambda c: DER(mem_size=args.memory, alpha=args.der_alpha, beta=0.0, **c), stream, args)),
         ("ours finetune", lambda: run_ours("finetune", stream, args)),
         ("ours lwf", lambda: run_ours("lwf", stream, args)),
+        ("ours finetune fp32", lambda: run_ours("finetune", stream, args, fast=False)),
+        ("ours lwf fp32", lambda: run_ours("lwf", stream, args, fast=False)),
         ("ours er", lambda: run_ours("er", stream, args)),
         ("ours der", lambda: run_ours("der", stream, args)),
         ("Naive + our LwFDistillationPlugin", lambda: run_avalanche(
@@ -119,19 +134,41 @@ def main() -> None:
         ("Naive + our DERPlugin", lambda: run_avalanche(
             lambda c: Naive(plugins=[DERPlugin(mem_size=args.memory, alpha=args.der_alpha)], **c), stream, args)),
     ]
+    unknown = set(args.entries or []) - {name for name, _ in entries}
+    if unknown:
+        parser.error(f"unknown entries {sorted(unknown)}: choose from {[name for name, _ in entries]}")
     rows = []
-    for name, run in entries:
-        result = run()
-        row = {
-            "entry": name, **metrics.summary(result["matrix"]), "matrix": result["matrix"],
-            "train_seconds": result["train_seconds"],
-            "images_per_second": result["train_images"] / result["train_seconds"],
-        }
-        rows.append(row)
-        print(f"{name:<36} class-IL {row['final_accuracy']:6.2f}  forgetting {row['forgetting']:6.2f}  "
-              f"{row['images_per_second']:7.1f} img/s", flush=True)
-    payload = {**origin, "protocol": {k: v for k, v in vars(args).items() if k != "output"}, "entries": rows}
+    for seed in args.seeds:
+        args.seed = seed
+        for name, run in entries:
+            if args.entries and name not in args.entries:
+                continue
+            result = run()
+            row = {
+                "entry": name, "seed": seed, **metrics.summary(result["matrix"]), "matrix": result["matrix"],
+                "train_seconds": result["train_seconds"],
+                "images_per_second": result["train_images"] / result["train_seconds"],
+            }
+            rows.append(row)
+            print(f"seed {seed}  {name:<36} class-IL {row['final_accuracy']:6.2f}  "
+                  f"forgetting {row['forgetting']:6.2f}  {row['images_per_second']:7.1f} img/s", flush=True)
+    protocol = {k: v for k, v in vars(args).items() if k not in ("output", "seed")}
+    payload = {**origin, "protocol": protocol, "summary": summarise(rows), "entries": rows}
     print(f"saved {save(args.output, payload)}")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per entry, over its seeds: mean and sample standard deviation (n - 1; 0 for one seed)
+    of class-IL final accuracy, forgetting and training images/s."""
+    summary = []
+    for name in dict.fromkeys(row["entry"] for row in rows):
+        runs = [row for row in rows if row["entry"] == name]
+        entry: dict = {"entry": name, "seeds": [row["seed"] for row in runs]}
+        for key in ("final_accuracy", "forgetting", "images_per_second"):
+            values = [row[key] for row in runs]
+            entry[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        summary.append(entry)
+    return summary
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "lifelong_kd.avalanche needs avalanche-lib: pip install \"lifelong_kd[avalanche]\""
     ) from error
 
-from .buffer import ReplayBuffer
+from .buffer import ReplayBuffer, ReplaySample
 from .data import Dataset, TaskStream, split_into_tasks
 from .losses import kl_distillation, masked_mse_distillation, mse_distillation
 from .runner import frozen_copy
@@ -106,12 +106,20 @@ class KDMSEPlugin(TeacherDistillationPlugin):
 class DERPlugin(SupervisedPlugin):
     """Dark Experience Replay (Buzzega et al. 2020) for any Avalanche strategy; DER++ when ``beta > 0``.
 
-    After every update the minibatch (as the model saw it, augmented) is
-    offered to a reservoir memory of ``mem_size`` samples with the logits it
-    produced. In ``before_backward`` a replay batch is forwarded and
-    ``alpha * MSE(logits, stored logits)`` (on the units stored) is added; with
-    ``beta > 0`` a second batch adds ``beta * CE``. Use a plain model or a head
-    without masking: masked logits (Avalanche's -1000) would be stored.
+    A reservoir memory of ``mem_size`` samples keeps each minibatch as the
+    model saw it (augmented) with the logits it produced. Each iteration a
+    replay batch is appended to the minibatch in ``before_forward``, so
+    current and replayed samples go through the model in one forward (one
+    set of BatchNorm statistics, as in our runner and Avalanche's ``DER``);
+    ``after_forward`` splits the replayed rows off again, so the strategy's
+    criterion, the other plugins and the metrics see the current minibatch
+    only. ``before_backward`` adds
+
+        alpha * MSE(s(x_buf), z_buf)  [+ beta * CE(s(x_buf'), y_buf')]
+
+    on the units stored (``losses.masked_mse_distillation``), the DER++ term on
+    a second, disjoint replay batch. Use a plain model or a head without
+    masking: masked logits (Avalanche's -1000) would be stored.
     """
 
     def __init__(self, mem_size: int = 500, alpha: float = 0.3, beta: float = 0.0,
@@ -121,28 +129,47 @@ class DERPlugin(SupervisedPlugin):
         self.mem_size, self.batch_size_mem, self.seed = mem_size, batch_size_mem, seed
         self.buffer: ReplayBuffer | None = None
         self.generator: torch.Generator | None = None
+        self.n_current = 0
+        self.sample: ReplaySample | None = None
+        self.replay_logits: torch.Tensor | None = None
 
-    def before_backward(self, strategy: Any, **kwargs: Any) -> None:
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
         if self.buffer is None:
             self.buffer = ReplayBuffer(self.mem_size, strategy.device, self.seed)
             self.generator = torch.Generator(device=strategy.device).manual_seed(self.seed)
-        count = self.batch_size_mem or len(strategy.mb_y)
-        sample = self.buffer.sample(count * (2 if self.beta else 1), self.generator)
-        if sample is None:
+        self.n_current = len(strategy.mb_y)
+        count = (self.batch_size_mem or self.n_current) * (2 if self.beta else 1)
+        self.sample = self.buffer.sample(count, self.generator)
+        if self.sample is not None:
+            replayed = (self.sample.x, self.sample.y, self.buffer.task[self.sample.index])
+            strategy.mbatch = [torch.cat([own, extra]) for own, extra in zip(strategy.mbatch, replayed)]
+
+    def after_forward(self, strategy: Any, **kwargs: Any) -> None:
+        if self.sample is None:
             return
-        logits = avalanche_forward(strategy.model, sample.x, torch.zeros_like(sample.y))
-        half = len(sample) if not self.beta else (len(sample) + 1) // 2
-        index = sample.index[:half]
+        n = self.n_current
+        self.replay_logits = strategy.mb_output[n:]
+        strategy.mb_output = strategy.mb_output[:n]
+        strategy.mbatch = [part[:n] for part in strategy.mbatch]
+
+    def before_backward(self, strategy: Any, **kwargs: Any) -> None:
+        if self.sample is None:
+            return
+        half = len(self.sample) if not self.beta else (len(self.sample) + 1) // 2
+        index = self.sample.index[:half]
         strategy.loss += self.alpha * masked_mse_distillation(
-            logits[:half], self.buffer.logits[index], self.buffer.logit_units[index]
+            self.replay_logits[:half], self.buffer.logits[index], self.buffer.logit_units[index]
         )
-        if self.beta and len(sample) > half:
-            strategy.loss += self.beta * torch.nn.functional.cross_entropy(logits[half:], sample.y[half:])
+        if self.beta and len(self.sample) > half:
+            strategy.loss += self.beta * torch.nn.functional.cross_entropy(
+                self.replay_logits[half:], self.sample.y[half:]
+            )
 
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         self.buffer.add_reservoir(
-            strategy.mb_x.detach(), strategy.mb_y, strategy.clock.train_exp_counter, strategy.mb_output.detach()
+            strategy.mb_x.detach(), strategy.mb_y, int(strategy.mb_task_id[0]), strategy.mb_output.detach()
         )
+        self.sample = self.replay_logits = None
 
 
 def er_kd_plugins(mem_size: int = 500, alpha: float = 1.0, temperature: float = 2.0) -> list[SupervisedPlugin]:

@@ -1,8 +1,9 @@
-"""The ``lifelong-kd`` command: run, demo, list."""
+"""The ``lifelong-kd`` command: run, demo, plot, compare, list."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import torch
 
+from . import report
 from .buffer import POLICIES
 from .data import BENCHMARKS, make_stream
 from .errors import UsageError
 from .models import HEADS, MODELS, build_model
 from .options import FeatureDistillation, Option, WeightAligning
-from .plots import plot_forgetting_curves
+from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
+from .results import atomic_write_text
 from .runner import NonFiniteLossError, Runner, TrainConfig, seed_everything
 from .strategies import STRATEGIES, build_strategy
 
@@ -90,11 +93,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default="none")
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
     train.add_argument("--eval-batch-size", type=_at_least(1), default=512)
-    train.add_argument("--seed", type=int, default=0)
+    seeds = train.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="one run into OUT/results.json (default 0)")
+    seeds.add_argument("--seeds", type=int, nargs="+",
+                       help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
     system = parser.add_argument_group("system")
     system.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     system.add_argument("--amp", choices=["off", "bf16"], default="off", help="bf16 autocast (CPU with AMX, GPUs)")
     system.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    system.add_argument("--compile", action="store_true",
+                        help="torch.compile the backbone for training and the teacher (first use compiles for ~45 s)")
     system.add_argument("--out", type=Path, required=True, help="output folder for results.json")
     system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     system.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -133,18 +141,20 @@ def execute_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.feature_kd == "lucir":
         options.append(FeatureDistillation(args.feature_kd_weight))
     device = _resolve_device(args.device)
+    seed = 0 if args.seed is None else args.seed
     stream = make_stream(
         args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
-        seed=args.seed, max_train_per_class=args.max_train_per_class, cache_dir=args.cache_dir,
+        seed=seed, max_train_per_class=args.max_train_per_class, cache_dir=args.cache_dir,
         download=args.download,
     )
-    seed_everything(args.seed)
+    seed_everything(seed)
     model = build_model(args.model, stream.image_shape[0], stream.num_classes, args.head)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=strategy.hparams["lr"], optimizer=args.optimizer,
         momentum=strategy.hparams["momentum"], weight_decay=strategy.hparams["weight_decay"],
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
-        device=device, amp=args.amp, channels_last=args.channels_last, seed=args.seed,
+        device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        seed=seed,
     )
     run_config = {
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model, "head": args.head,
@@ -181,7 +191,26 @@ def summary_table(doc: dict[str, Any], results_path: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
+    (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished."""
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each seed once")
+    check_output_dir(args.out, args.overwrite)
+    docs = []
+    for seed in args.seeds:
+        seed_out = args.out / f"seed_{seed}"
+        docs.append(execute_run(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out})))
+        print(summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
+        atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
+    return docs
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.seeds:
+        print(report.compare_table(run_seeds(args)))
+        print(f"aggregate -> {args.out / 'aggregate.json'}")
+        return 0
     doc = execute_run(args)
     print(summary_table(doc, args.out / "results.json"))
     return 0
@@ -207,6 +236,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     figure = args.out / "forgetting_curves.png"
     plot_forgetting_curves(docs, figure)
     print(f"forgetting curves -> {figure}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    for path in write_figures(report.load_runs(args.runs), args.out, args.kind, args.format):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    print(report.compare_table(report.load_runs(args.runs)))
     return 0
 
 
@@ -242,6 +282,16 @@ def build_parser() -> Parser:
     demo.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+    runs_help = "run folders (searched for results.json, e.g. seed_*/results.json) or results.json files"
+    plot = commands.add_parser("plot", help="forgetting curves, accuracy matrices, strategy comparisons")
+    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
+    plot.add_argument("-o", "--out", type=Path, required=True, help="folder for the figures")
+    plot.add_argument("--kind", choices=[*FIGURE_KINDS, "all"], default="all")
+    plot.add_argument("--format", choices=FORMATS, default="png")
+    plot.set_defaults(func=cmd_plot)
+    compare = commands.add_parser("compare", help="markdown table: mean ± std per strategy over seeds")
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
+    compare.set_defaults(func=cmd_compare)
     listing = commands.add_parser("list", help="benchmarks, strategies, models and heads")
     listing.set_defaults(func=cmd_list)
     return parser

@@ -40,7 +40,9 @@ class TaskContext:
     ``[n_old:n_seen]``. ``teacher`` is the frozen snapshot taken at the end of
     the previous task (None during the first). ``trainer`` is the runner's one
     training loop; ``fit`` runs it on this task's data, for strategies that
-    train a phase of their own (warm-ups).
+    train a phase of their own (warm-ups). ``teacher_backbone``, when given,
+    is the teacher's backbone as the runner calls it (compiled with
+    ``--compile``).
     """
 
     task: Task
@@ -55,6 +57,7 @@ class TaskContext:
     autocast: Callable[[], AbstractContextManager]
     normalise: Callable[[torch.Tensor], torch.Tensor]
     trainer: Callable[..., tuple[int, float]]
+    teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
     _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
 
     @property
@@ -87,7 +90,8 @@ class TaskContext:
         if self._teacher_cache is not None and self._teacher_cache[0] is x:
             return self._teacher_cache[1]
         with torch.inference_mode(), self.autocast():
-            features = self.teacher.features(x)
+            backbone = self.teacher.backbone if self.teacher_backbone is None else self.teacher_backbone
+            features = backbone(x)
             logits = self.teacher.head(features)
         outputs = (features.clone(), logits.clone())
         self._teacher_cache = (x, outputs)

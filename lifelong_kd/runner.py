@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: str = "off"
     channels_last: bool = False
+    compile: bool = False
     seed: int = 0
     log_every: int = 25
 
@@ -111,6 +112,8 @@ class Runner:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.teacher: ContinualModel | None = None
+        self.train_backbone = self.compiled(self.model.backbone)
+        self.teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.out_dir = out_dir
         self.progress = progress
         self.augment = BatchAugment(
@@ -130,6 +133,16 @@ class Runner:
         self.env = environment(self.device)
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
 
+    def compiled(self, backbone: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``torch.compile(backbone)`` with ``--compile``, else the backbone itself.
+
+        The compiled wrapper lives beside the model, never inside it, so the
+        model deep-copies into a teacher and saves its state as usual; its
+        parameters are the model's own. Training and the teacher's forward use
+        it; evaluation runs eagerly (other batch sizes, no recompiles).
+        """
+        return torch.compile(backbone) if self.config.compile else backbone
+
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast when ``amp == "bf16"``, else a no-op context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
@@ -146,7 +159,7 @@ class Runner:
             self.model.grow(n_seen)
             ctx = TaskContext(
                 task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.config.seed,
-                self.config.batch_size, self.autocast, self.augment.eval, self.fit,
+                self.config.batch_size, self.autocast, self.augment.eval, self.fit, self.teacher_backbone,
             )
             start = time.perf_counter()
             try:
@@ -164,6 +177,7 @@ class Runner:
             timing["images_per_second"].append(images / max(fit_seconds, 1e-9))
             self.teacher = None
             self.teacher = frozen_copy(self.model)
+            self.teacher_backbone = self.compiled(self.teacher.backbone)
             start = time.perf_counter()
             for name, row in self.evaluate().items():
                 matrices.setdefault(name, []).append(row)
@@ -194,7 +208,7 @@ class Runner:
         and stop on a NaN. A final batch of one sample is skipped (BatchNorm).
         """
         cfg = self.config
-        model = ctx.model
+        model = self.model
         params = list(model.parameters() if parameters is None else parameters)
         optimizer = _make_optimizer(params, cfg, cfg.weight_decay if weight_decay is None else weight_decay)
         scheduler = _make_scheduler(optimizer, cfg, epochs)
@@ -222,7 +236,7 @@ class Runner:
                         raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
                     x = self.augment.train(raw, self.generator)
                     with self.autocast():
-                        features = model.features(x)
+                        features = self.train_backbone(x)
                         step = Step(raw, x, y, len(index), features, model.head(features), replay)
                         value = loss_fn(ctx, step)
                         if loss is None:

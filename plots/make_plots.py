@@ -1,4 +1,4 @@
-"""Regenerate every figure in plots/ from the committed benchmark results.
+"""Regenerate every figure in plots/ from the committed benchmark results (matplotlib only, seconds).
 
     python plots/make_plots.py
 """
@@ -7,25 +7,73 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from lifelong_kd.plots import plot_forgetting_curves
+from lifelong_kd import plots
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "benchmarks" / "results"
+BENCHMARK = "split-cifar10"
+
+
+def benchmark_documents(name: str) -> list[dict[str, Any]]:
+    """The runs of ``benchmarks/results/<name>`` in the results-document shape the plots read.
+
+    A benchmark file holds a ``protocol`` shared by its runs and a ``runs`` list (strategy,
+    seed, memory, head, hparams, matrices, metrics); a run's config is the protocol plus its
+    own strategy, seed, head and hparams, so runs of the same setting in two files group
+    together. The oldest files keep the metrics as ``class_il`` / ``task_il`` beside the run.
+    """
+    payload = json.loads((RESULTS / name).read_text())
+    return [
+        {
+            "config": {
+                "benchmark": BENCHMARK, "protocol": payload["protocol"], "strategy": run["strategy"],
+                "seed": run["seed"], "head": run.get("head", "incremental"), "hparams": run["hparams"],
+                "command": " ".join(run["argv"]),
+            },
+            "matrices": run["matrices"],
+            "metrics": run.get("metrics", {"class_il": run["class_il"], "task_il": run["task_il"]}),
+        }
+        for run in payload["runs"]
+    ]
+
+
+def _memory(doc: dict[str, Any]) -> int | None:
+    return doc["config"]["hparams"].get("memory")
 
 
 def split_cifar10_curves() -> list[Path]:
-    payload = json.loads((RESULTS / "split_cifar10.json").read_text())
-    docs = [
-        {"config": {"strategy": run["strategy"], "seed": run["seed"], "benchmark": "split-cifar10"},
-         "matrices": run["matrices"]}
-        for run in payload["runs"]
-    ]
     path = HERE / "split_cifar10_forgetting_curves.png"
-    plot_forgetting_curves(docs, path)
+    plots.plot_forgetting_curves(benchmark_documents("split_cifar10.json"), path)
     return [path]
 
 
+def split_cifar10_matrices() -> list[Path]:
+    """Growing head, seed 0: fine-tuning and LwF (no replay), ER and DER++ (M = 500)."""
+    no_replay = [doc for doc in benchmark_documents("split_cifar10.json")
+                 if doc["config"]["strategy"] in ("finetune", "lwf")]
+    replay = [doc for doc in benchmark_documents("split_cifar10_replay.json")
+              if doc["config"]["strategy"] in ("er", "derpp") and _memory(doc) == 500]
+    path = HERE / "split_cifar10_accuracy_matrices.png"
+    plots.plot_accuracy_matrices(no_replay + replay, path,
+                                 title="Accuracy matrices R[i, j] (%), Split-CIFAR-10, growing head")
+    return [path]
+
+
+def split_cifar10_fixed_head_seeds() -> list[Path]:
+    """Fixed head, M = 500: seed 0 (split_cifar10_fixed_head.json) and seeds 1, 2 (..._seeds.json)."""
+    seed_zero = [doc for doc in benchmark_documents("split_cifar10_fixed_head.json") if _memory(doc) in (None, 500)]
+    docs = seed_zero + benchmark_documents("split_cifar10_fixed_head_seeds.json")
+    setting = "Split-CIFAR-10, fixed head, M = 500, seeds 0-2 (mean ± std)"
+    comparison = HERE / "split_cifar10_fixed_head_comparison.png"
+    plots.plot_strategy_comparison(docs, comparison, title=f"Average accuracy on the tasks seen: {setting}")
+    final = HERE / "split_cifar10_fixed_head_final.png"
+    plots.plot_final_metrics(docs, final, title=f"After the last task: {setting}")
+    return [comparison, final]
+
+
 if __name__ == "__main__":
-    for figure in split_cifar10_curves():
-        print(f"wrote {figure}")
+    for make in (split_cifar10_curves, split_cifar10_matrices, split_cifar10_fixed_head_seeds):
+        for figure in make():
+            print(f"wrote {figure}")

@@ -26,6 +26,7 @@ from lifelong_kd.avalanche import (  # noqa: E402
     from_avalanche_benchmark,
     to_avalanche_benchmark,
 )
+from lifelong_kd.buffer import ReplayBuffer  # noqa: E402
 from lifelong_kd.context import Step, TaskContext  # noqa: E402
 from lifelong_kd.losses import kl_distillation, mse_distillation  # noqa: E402
 from lifelong_kd.strategies import build_strategy  # noqa: E402
@@ -110,24 +111,57 @@ def test_kd_mse_plugin_with_avalanche_incremental_classifier():
         assert record["loss"].item() - record["ce"].item() == pytest.approx(2.0 * term.item(), rel=1e-4, abs=1e-6)
 
 
-def test_der_plugin_stores_logits_and_adds_its_term_only_when_weighted():
+class DERRecorder(Recorder):
+    """Also records the replayed rows' logits and the memory as the DER plugin used them."""
+
+    def before_backward(self, strategy, **kwargs):
+        super().before_backward(strategy, **kwargs)
+        plugin = self.plugin
+        self.records[-1].update(
+            replay=plugin.sample,
+            replay_logits=None if plugin.replay_logits is None else plugin.replay_logits.detach().clone(),
+            memory_units=plugin.buffer.logit_units.clone(),
+        )
+
+
+@pytest.mark.parametrize("name,alpha,beta", [("der", 0.5, 0.0), ("derpp", 0.3, 0.5), ("der", 0.0, 0.0)])
+def test_der_plugin_in_naive_adds_exactly_our_der_terms(name, alpha, beta):
     stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
-    for alpha, beta in ((0.0, 0.0), (0.5, 0.5)):
-        model = tiny_model(stream, head="fixed")
-        plugin = DERPlugin(mem_size=12, alpha=alpha, beta=beta)
-        recorder = Recorder(plugin)
-        strategy = _naive(model, [plugin, recorder])
-        for experience in to_avalanche_benchmark(stream).train_stream:
-            strategy.train(experience)
-        assert len(plugin.buffer) == 12 and plugin.buffer.seen == 32
-        first, second = recorder.records[:2]
-        assert torch.equal(second["memory_logits"][:8], first["logits"])  # stored as produced, before the update
-        later = recorder.records[1:]
-        gaps = [r["loss"].item() - r["ce"].item() for r in later]
+    model = tiny_model(stream, head="fixed")
+    plugin = DERPlugin(mem_size=12, alpha=alpha, beta=beta)
+    recorder = DERRecorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    for experience in to_avalanche_benchmark(stream).train_stream:
+        strategy.train(experience)
+    assert len(plugin.buffer) == 12 and plugin.buffer.seen == 32
+    first, second = recorder.records[:2]
+    assert first["replay"] is None and first["loss"].item() == pytest.approx(first["ce"].item())
+    assert torch.equal(second["memory_logits"][:8], first["logits"])  # stored as produced, before the update
+    ours = build_strategy(name, alpha=alpha, beta=beta, memory=12) if beta else build_strategy(name, alpha=alpha)
+    for stored, record in enumerate(recorder.records[1:], start=1):
+        replay = record["replay"]
+        assert len(record["y"]) == 8  # the criterion saw the current rows only
+        assert len(replay) == min(16 if beta else 8, 12, 8 * stored)
+        ours.buffer = ReplayBuffer(12)
+        ours.buffer.logits, ours.buffer.logit_units = record["memory_logits"], record["memory_units"]
+        step = Step(None, None, torch.cat([record["y"], replay.y]), 8, None,
+                    torch.cat([record["logits"], record["replay_logits"]]), replay)
+        ctx = TaskContext(stream.tasks[record["experience"]], stream, model, None, 0, 4, torch.device("cpu"), 0, 8,
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+        assert ours.loss(ctx, step).item() == pytest.approx(record["loss"].item(), rel=1e-5)
         if alpha == 0.0:
-            assert all(abs(g) < 1e-6 for g in gaps)
-        else:
-            assert all(g > 0 for g in gaps)
+            assert record["loss"].item() == pytest.approx(record["ce"].item())
+
+
+def test_der_plugin_forwards_current_and_replayed_samples_together():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = tiny_model(stream, head="fixed")
+    batch_sizes = []
+    model.register_forward_pre_hook(lambda module, inputs: batch_sizes.append(len(inputs[0])))
+    strategy = _naive(model, [DERPlugin(mem_size=12, alpha=0.3)])
+    for experience in to_avalanche_benchmark(stream).train_stream:
+        strategy.train(experience)
+    assert batch_sizes == [8] + [16] * 3  # one forward per step: 8 current (+ 8 replayed once memory has any)
 
 
 def test_er_kd_plugins_distil_current_and_replayed_rows():

@@ -2,6 +2,7 @@ import gc
 import json
 import weakref
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_stream, tiny_config, tiny_model
@@ -142,3 +143,22 @@ def test_joint_trains_on_every_seen_task(tiny_stream):
     _, joint = run(build_strategy("joint", lr=0.05), tiny_stream)
     _, finetune = run(Finetune(lr=0.05), tiny_stream)
     assert joint["metrics"]["class_il"]["final_accuracy"] > finetune["metrics"]["class_il"]["final_accuracy"] + 20
+
+
+def test_compile_trains_like_eager_and_keeps_the_model_plain(tiny_stream):
+    """--compile: the compiled backbone shares the model's parameters; training follows eager
+    training up to float reordering, and the model and its teacher stay ordinary modules."""
+    runs = {}
+    for compile_ in (False, True):
+        model = tiny_model(tiny_stream)
+        runner = Runner(model, build_strategy("lwf", lr=0.05), tiny_stream, tiny_config(compile=compile_),
+                        progress=False)
+        doc = runner.run()
+        runs[compile_] = (model.state_dict(), doc["matrices"]["class_il"], runner)
+    (eager_state, eager_matrix, _), (compiled_state, compiled_matrix, runner) = runs[False], runs[True]
+    assert compiled_state.keys() == eager_state.keys()  # no _orig_mod prefixes in what users save
+    for key, value in eager_state.items():
+        assert torch.allclose(compiled_state[key].float(), value.float(), rtol=1e-3, atol=1e-4), key
+    assert np.allclose(compiled_matrix, eager_matrix, atol=2.0)
+    assert runner.train_backbone is not runner.model.backbone and runner.teacher_backbone is not runner.teacher.backbone
+    assert type(runner.teacher) is type(runner.model) and not runner.teacher.training

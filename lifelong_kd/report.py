@@ -1,0 +1,222 @@
+"""Results of several runs: found on disk, grouped by configuration, aggregated over seeds, compared.
+
+A *group* is the runs whose configs are equal once the seed-dependent entries
+(``SEED_DEPENDENT_KEYS``, at any depth: the seed, the command line, the class
+order that ``--class-order random`` draws from the seed) are left out; its runs
+differ only in their seed, and ``aggregate`` reduces them to mean and sample
+standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics
+from .errors import UsageError
+from .results import load_results
+
+AGGREGATE_FORMAT = "lifelong_kd.aggregate/1"
+SEED_DEPENDENT_KEYS = frozenset({"seed", "command", "class_order", "class_names"})
+SETTING_LABELS = {"class_il": "class-IL", "task_il": "task-IL", "nme_class_il": "NME class-IL",
+                  "nme_task_il": "NME task-IL"}
+TABLE_SETTINGS = ("class_il", "task_il")
+TABLE_METRICS = {"final_accuracy": "final acc", "average_incremental_accuracy": "avg inc acc",
+                 "forgetting": "forgetting", "bwt": "BWT"}
+
+Document = dict[str, Any]
+
+
+def find_results(paths: Sequence[Path]) -> list[Path]:
+    """The results files named by ``paths``: a file is itself, a folder is searched recursively
+    for ``results.json`` (a single run's OUT, or a multi-seed OUT with ``seed_*/results.json``)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            inside = sorted(path.rglob("results.json"))
+            if not inside:
+                raise UsageError(f"no results.json under '{path}': pass a run folder (the --out of a run) or a file")
+            found.extend(inside)
+        else:
+            raise UsageError(f"'{path}' does not exist: pass a run folder or a results.json file")
+    if not found:
+        raise UsageError("no runs given: pass run folders or results.json files")
+    return found
+
+
+def check_document(doc: Document, source: str) -> None:
+    """Raise ``UsageError`` unless ``doc`` has a config (strategy, seed, benchmark), matrices and metrics."""
+    config = doc.get("config")
+    if not isinstance(config, dict) or not {"strategy", "seed", "benchmark"} <= config.keys():
+        raise UsageError(f"'{source}' has no config with strategy, seed and benchmark: re-run the experiment")
+    matrices = doc.get("matrices")
+    if not isinstance(matrices, dict) or not matrices.get("class_il"):
+        raise UsageError(f"'{source}' has no accuracy matrices (matrices.class_il): no task finished in that run")
+    if not isinstance(doc.get("metrics"), dict) or not all(setting in doc["metrics"] for setting in matrices):
+        raise UsageError(f"'{source}' has matrices without metrics: re-run the experiment to rewrite it")
+
+
+def check_same_benchmark(docs: Sequence[Document], sources: Sequence[str]) -> None:
+    """Raise ``UsageError`` when the runs come from different benchmarks, naming one file of each."""
+    first_of: dict[str, str] = {}
+    for doc, source in zip(docs, sources):
+        first_of.setdefault(doc["config"]["benchmark"], source)
+    if len(first_of) > 1:
+        listed = ", ".join(f"{name} ('{source}')" for name, source in first_of.items())
+        raise UsageError(f"runs of different benchmarks cannot be compared: {listed}; pass one benchmark's runs")
+
+
+def load_runs(paths: Sequence[Path]) -> list[Document]:
+    """Find, read and check the results files under ``paths`` (all of one benchmark)."""
+    files = find_results(paths)
+    docs = [load_results(path) for path in files]
+    for doc, path in zip(docs, files):
+        check_document(doc, str(path))
+    check_same_benchmark(docs, [str(path) for path in files])
+    return docs
+
+
+def without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without its seed-dependent entries, at any depth."""
+    return {
+        key: without_seed(value) if isinstance(value, dict) else value
+        for key, value in config.items()
+        if key not in SEED_DEPENDENT_KEYS
+    }
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def group_runs(docs: Sequence[Document]) -> list[list[Document]]:
+    """Runs of equal config but for the seed, in order of first appearance; each group sorted by seed."""
+    groups: dict[str, list[Document]] = {}
+    for doc in docs:
+        key = json.dumps(without_seed(doc["config"]), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(doc)
+    return [sorted(group, key=lambda doc: doc["config"]["seed"]) for group in groups.values()]
+
+
+def config_labels(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Short names: the strategy, its memory (``er M=500``), and, where two configs would get the
+    same name, the config entries in which they differ (``lwf head=fixed``)."""
+    names = []
+    for config in configs:
+        memory = config.get("hparams", {}).get("memory")
+        names.append(config["strategy"] + (f" M={memory}" if memory else ""))
+    flats = [_flat(without_seed(config)) for config in configs]
+    labels = []
+    for name, flat in zip(names, flats):
+        namesakes = [other for other_name, other in zip(names, flats) if other_name == name and other != flat]
+        differing = sorted(key for key in flat if any(other.get(key) != flat[key] for other in namesakes))
+        labels.append(" ".join([name, *(f"{key.rsplit('.', 1)[-1]}={flat[key]}" for key in differing)]))
+    return labels
+
+
+def seeds_text(doc: Document) -> str:
+    """``seed 3`` for a run, ``mean of seeds 0, 1, 2`` for an aggregate."""
+    if "seeds" in doc:
+        return "mean of seeds " + ", ".join(map(str, doc["seeds"]))
+    return f"seed {doc['config']['seed']}"
+
+
+def run_labels(docs: Sequence[Document]) -> list[str]:
+    """``config_labels`` of the runs (or aggregates) with their seeds: ``er M=500 (seed 0)``."""
+    names = config_labels([doc["config"] for doc in docs])
+    return [f"{name} ({seeds_text(doc)})" for name, doc in zip(names, docs)]
+
+
+def mean_and_std(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample standard deviation over the first axis (the seeds), n = len(values):
+
+        mean = (1/n) sum_i x_i,   std = sqrt((1/(n-1)) sum_i (x_i - mean)^2)   (ddof=1)
+
+    with std = 0 for a single value. ``None`` entries count as nan.
+    """
+    array = np.array(values, dtype=float)
+    std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros_like(array[0])
+    return array.mean(axis=0), std
+
+
+def _statistics(values: list[float]) -> dict[str, Any]:
+    mean, std = mean_and_std(values)
+    return {"mean": float(mean), "std": float(std), "values": values}
+
+
+def aggregate(docs: Sequence[Document]) -> Document:
+    """Reduce the runs of one group (same config, different seeds) to one document.
+
+    - ``metrics[setting][name]``: ``mean``, ``std`` (sample std, ddof=1; 0 for one seed, see
+      ``mean_and_std``) and the per-seed ``values`` of each run's own metric (the mean of the
+      seeds' forgetting, not the forgetting of the mean matrix);
+    - ``curves[setting]``: mean and std of the average accuracy A_i after each task i;
+    - ``matrices[setting]``: the cell-wise mean matrix (``None`` where a run has no value);
+    - ``seeds`` (sorted) and the shared ``config`` (``without_seed``).
+
+    The runs must have matrices of one shape and distinct seeds.
+    """
+    runs = sorted(docs, key=lambda doc: doc["config"]["seed"])
+    seeds = [doc["config"]["seed"] for doc in runs]
+    label = config_labels([runs[0]["config"]])[0]
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"a seed appears twice among the runs of {label} (seeds {seeds}): pass each run once")
+    settings = [name for name in runs[0]["matrices"] if all(name in doc["matrices"] for doc in runs)]
+    shapes = {np.shape(doc["matrices"]["class_il"]) for doc in runs}
+    if len(shapes) > 1:
+        raise UsageError(
+            f"the runs of {label} have accuracy matrices of different shapes {sorted(shapes)}: "
+            "a run stopped early; leave it out or re-run it"
+        )
+    matrices, statistics, curves = {}, {}, {}
+    for setting in settings:
+        mean_matrix, _ = mean_and_std([doc["matrices"][setting] for doc in runs])
+        matrices[setting] = [[None if np.isnan(v) else float(v) for v in row] for row in mean_matrix]
+        names = [name for name in runs[0]["metrics"][setting] if all(name in doc["metrics"][setting] for doc in runs)]
+        statistics[setting] = {name: _statistics([doc["metrics"][setting][name] for doc in runs]) for name in names}
+        mean_curve, std_curve = mean_and_std([metrics.average_accuracy_curve(doc["matrices"][setting]) for doc in runs])
+        curves[setting] = {"mean": mean_curve.tolist(), "std": std_curve.tolist()}
+    return {
+        "format": AGGREGATE_FORMAT,
+        "config": without_seed(runs[0]["config"]),
+        "seeds": seeds,
+        "matrices": matrices,
+        "metrics": statistics,
+        "curves": curves,
+    }
+
+
+def compare_table(docs: Sequence[Document]) -> str:
+    """A markdown table, one row per group of runs: seeds, then mean ± sample std of the final
+    accuracy, average incremental accuracy, forgetting and BWT, class-IL and (where any run has
+    it) task-IL; a group without a setting shows a dash."""
+    aggregates = [aggregate(group) for group in group_runs(docs)]
+    settings = [s for s in TABLE_SETTINGS if any(s in agg["metrics"] for agg in aggregates)]
+    header = ["strategy", "seeds"]
+    header += [f"{SETTING_LABELS[setting]} {label}" for setting in settings for label in TABLE_METRICS.values()]
+    lines = [
+        f"{docs[0]['config']['benchmark']}: mean ± sample std (ddof=1) over seeds",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---|" + "---:|" * (len(header) - 2),
+    ]
+    for label, agg in zip(config_labels([agg["config"] for agg in aggregates]), aggregates):
+        cells = [label, f"{len(agg['seeds'])} ({', '.join(map(str, agg['seeds']))})"]
+        for setting in settings:
+            for name in TABLE_METRICS:
+                stats = agg["metrics"].get(setting, {}).get(name)
+                cells.append("—" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

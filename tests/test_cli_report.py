@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+from fake_runs import fake_docs, write_fake_runs
+
+from lifelong_kd.cli import main
+from lifelong_kd.report import compare_table
+from lifelong_kd.results import write_results
+
+MAGIC = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}
+FILES = {
+    "curves": ["forgetting_curves"],
+    "matrix": ["accuracy_matrices"],
+    "compare": ["strategy_comparison", "final_accuracy_forgetting"],
+}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return write_fake_runs(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("kind,fmt", [("curves", "png"), ("matrix", "svg"), ("compare", "pdf"), ("all", "png")])
+def test_plot_writes_the_figures_of_each_kind(kind, fmt, runs, tmp_path, capsys):
+    out = tmp_path / "figures"
+    assert main(["plot", str(runs), "-o", str(out), "--kind", kind, "--format", fmt]) == 0
+    names = [name for k, files in FILES.items() if kind in (k, "all") for name in files]
+    expected = sorted(out / f"{name}.{fmt}" for name in names)
+    assert sorted(out.iterdir()) == expected
+    for path in expected:
+        assert path.read_bytes().startswith(MAGIC[fmt]) and path.stat().st_size > 5_000
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"wrote {path}" for path in sorted(expected, key=names_order(names))]
+
+
+def names_order(names):
+    return lambda path: names.index(path.stem)
+
+
+def test_compare_prints_the_markdown_table(runs, capsys):
+    assert main(["compare", str(runs / "finetune"), str(runs / "er" / "results.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed == compare_table(fake_docs()) + "\n"
+    assert "| finetune | 2 (0, 1) | 40.00 ± 7.07 | 55.00 ± 10.61 |" in printed
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["plot", "compare"])
+def test_bad_runs_exit_2_with_one_line(command, runs, tmp_path, capsys):
+    out = ["-o", str(tmp_path / "figures")] if command == "plot" else []
+    (tmp_path / "empty").mkdir()
+    assert main([command, str(tmp_path / "empty"), *out]) == 2
+    assert "no results.json under" in _error_line(capsys)
+    corrupt = runs / "er" / "results.json"
+    corrupt.write_text(corrupt.read_text()[:50])
+    assert main([command, str(runs), *out]) == 2
+    assert str(corrupt) in _error_line(capsys)
+    other = {**fake_docs()[0], "config": {**fake_docs()[0]["config"], "benchmark": "split-digits"}}
+    write_results(corrupt, other)
+    assert main([command, str(runs), *out]) == 2
+    assert "different benchmarks" in _error_line(capsys)
+    write_results(corrupt, {**other, "matrices": {}})
+    assert main([command, str(runs), *out]) == 2
+    assert "no accuracy matrices" in _error_line(capsys)
+    assert not (tmp_path / "figures").exists()
+
+
+TINY_RUN = ["run", "--benchmark", "split-digits", "--n-tasks", "2", "--max-train-per-class", "8", "--model",
+            "small-cnn", "--strategy", "finetune", "--epochs", "1", "--batch-size", "16", "--quiet"]
+
+
+def test_run_with_seeds_writes_each_seed_and_the_aggregate(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main([*TINY_RUN, "--seeds", "0", "1", "--out", str(out)]) == 0
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*.json")) == [
+        "aggregate.json", "seed_0/results.json", "seed_1/results.json"]
+    runs = [json.loads((out / f"seed_{seed}" / "results.json").read_text()) for seed in (0, 1)]
+    assert [run["config"]["seed"] for run in runs] == [0, 1] and all(run["status"] == "completed" for run in runs)
+    agg = json.loads((out / "aggregate.json").read_text())
+    assert agg["seeds"] == [0, 1] and agg["config"]["strategy"] == "finetune"
+    for setting in ("class_il", "task_il"):
+        for name, stats in agg["metrics"][setting].items():
+            values = [run["metrics"][setting][name] for run in runs]
+            assert stats["values"] == values
+            assert stats["mean"] == pytest.approx(np.mean(values))
+            assert stats["std"] == pytest.approx(np.std(values, ddof=1))
+        mean_matrix = np.mean([np.array(run["matrices"][setting], dtype=float) for run in runs], axis=0)
+        assert np.array(agg["matrices"][setting], dtype=float) == pytest.approx(mean_matrix, nan_ok=True)
+    printed = capsys.readouterr().out
+    assert "| finetune | 2 (0, 1) |" in printed and f"aggregate -> {out / 'aggregate.json'}" in printed
+
+
+def test_seeds_must_be_distinct_and_exclude_seed(tmp_path, capsys):
+    assert main([*TINY_RUN, "--seeds", "1", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "repeats a seed" in _error_line(capsys)
+    with pytest.raises(SystemExit) as stop:
+        main([*TINY_RUN, "--seed", "0", "--seeds", "1", "2", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and "not allowed with argument" in _error_line(capsys)
+    assert not (tmp_path / "x").exists()

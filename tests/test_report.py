@@ -1,0 +1,136 @@
+import json
+
+import numpy as np
+import pytest
+from fake_runs import ER_HPARAMS, fake_docs, fake_run, write_fake_runs
+
+from lifelong_kd import metrics
+from lifelong_kd.errors import UsageError
+from lifelong_kd.report import (
+    aggregate,
+    compare_table,
+    config_labels,
+    find_results,
+    group_runs,
+    load_runs,
+    mean_and_std,
+    run_labels,
+)
+from lifelong_kd.results import write_results
+
+
+def _random_runs(n_seeds: int, n_tasks: int = 4) -> list[dict]:
+    rng = np.random.default_rng(7)
+    docs = []
+    for seed in range(n_seeds):
+        class_il = rng.uniform(0, 100, size=(n_tasks, n_tasks)).round(2).tolist()
+        task_il = [[value if j <= i else None for j, value in enumerate(row)] for i, row in enumerate(class_il)]
+        docs.append(fake_run("lwf", seed, {"class_il": class_il, "task_il": task_il}))
+    return docs
+
+
+def test_aggregate_is_numpy_mean_and_sample_std():
+    docs = _random_runs(3)
+    agg = aggregate(docs[::-1])  # the order of the runs does not matter
+    assert agg["seeds"] == [0, 1, 2] and "seed" not in agg["config"] and "command" not in agg["config"]
+    for setting in ("class_il", "task_il"):
+        matrices = [doc["matrices"][setting] for doc in docs]
+        for name, function in [("final_accuracy", metrics.final_accuracy), ("forgetting", metrics.forgetting),
+                               ("average_incremental_accuracy", metrics.average_incremental_accuracy),
+                               ("bwt", metrics.bwt)]:
+            values = [function(matrix) for matrix in matrices]
+            stats = agg["metrics"][setting][name]
+            assert stats["values"] == pytest.approx(values)
+            assert stats["mean"] == pytest.approx(np.mean(values))
+            assert stats["std"] == pytest.approx(np.std(values, ddof=1))
+        curves = np.array([metrics.average_accuracy_curve(matrix) for matrix in matrices])
+        assert agg["curves"][setting]["mean"] == pytest.approx(curves.mean(axis=0))
+        assert agg["curves"][setting]["std"] == pytest.approx(curves.std(axis=0, ddof=1))
+    mean_class_il = np.mean([doc["matrices"]["class_il"] for doc in docs], axis=0)
+    assert np.array(agg["matrices"]["class_il"]) == pytest.approx(mean_class_il)
+    task_il = agg["matrices"]["task_il"]
+    assert task_il[0][1] is None and task_il[1][0] == pytest.approx(np.mean([d["matrices"]["task_il"][1][0]
+                                                                            for d in docs]))
+
+
+def test_one_seed_has_std_zero():
+    agg = aggregate(_random_runs(1))
+    stats = agg["metrics"]["class_il"]["final_accuracy"]
+    assert stats["std"] == 0.0 and stats["mean"] == stats["values"][0]
+    assert agg["curves"]["class_il"]["std"] == [0.0] * 4
+    mean, std = mean_and_std([[1.0, None]])
+    assert mean[0] == 1.0 and np.isnan(mean[1]) and list(std) == [0.0, 0.0]
+
+
+def test_runs_group_by_config_but_seed_command_and_class_order():
+    a = fake_run("er", 0, {"class_il": [[50.0]]}, hparams=ER_HPARAMS, class_order=[1, 0])
+    b = fake_run("er", 1, {"class_il": [[70.0]]}, hparams=ER_HPARAMS, class_order=[0, 1])
+    other_memory = fake_run("er", 0, {"class_il": [[60.0]]}, hparams={"lr": 0.1, "memory": 500})
+    fixed_head = fake_run("er", 0, {"class_il": [[60.0]]}, hparams=ER_HPARAMS, head="fixed")
+    groups = group_runs([b, other_memory, a, fixed_head])
+    assert [[doc["config"]["seed"] for doc in group] for group in groups] == [[0, 1], [0], [0]]
+    assert groups[0] == [a, b]
+    configs = [group[0]["config"] for group in groups]
+    assert config_labels(configs) == ["er M=200", "er M=500", "er M=200 head=fixed"]
+    assert run_labels([a, aggregate([a, b])]) == ["er M=200 (seed 0)", "er M=200 (mean of seeds 0, 1)"]
+
+
+def test_compare_table_is_mean_and_sample_std_per_strategy():
+    expected = "\n".join([
+        "tiny: mean ± sample std (ddof=1) over seeds",
+        "",
+        "| strategy | seeds | class-IL final acc | class-IL avg inc acc | class-IL forgetting | class-IL BWT "
+        "| task-IL final acc | task-IL avg inc acc | task-IL forgetting | task-IL BWT |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| finetune | 2 (0, 1) | 40.00 ± 7.07 | 55.00 ± 10.61 | 70.00 ± 14.14 | -70.00 ± 14.14 "
+        "| 62.50 ± 10.61 | 66.25 ± 12.37 | 25.00 ± 7.07 | -25.00 ± 7.07 |",
+        "| er M=200 | 1 (3) | 65.00 ± 0.00 | 77.50 ± 0.00 | 45.00 ± 0.00 | -45.00 ± 0.00 | — | — | — | — |",
+    ])
+    assert compare_table(fake_docs()) == expected
+
+
+def test_find_results_searches_folders_recursively(tmp_path):
+    root = write_fake_runs(tmp_path / "runs")
+    (root / "finetune" / "aggregate.json").write_text("{}")
+    expected = [root / "er" / "results.json", root / "finetune" / "seed_0" / "results.json",
+                root / "finetune" / "seed_1" / "results.json"]
+    assert find_results([root]) == expected
+    assert find_results([root / "er" / "results.json", root / "finetune"]) == expected
+    assert [doc["config"]["seed"] for doc in load_runs([root])] == [3, 0, 1]
+
+
+def _error(function, *args) -> str:
+    with pytest.raises(UsageError) as caught:
+        function(*args)
+    return str(caught.value)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no results.json under" in _error(load_runs, [tmp_path / "empty"])
+    assert "does not exist" in _error(load_runs, [tmp_path / "nowhere"])
+    assert "no runs given" in _error(load_runs, [])
+    corrupt = tmp_path / "corrupt" / "results.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text('{"format": "lifelong_kd.results/1", "config": ')
+    assert str(corrupt) in _error(load_runs, [corrupt]) and "not valid JSON" in _error(load_runs, [corrupt])
+    no_matrices = {**fake_docs()[0], "matrices": {}}
+    write_results(tmp_path / "no_matrices" / "results.json", no_matrices)
+    message = _error(load_runs, [tmp_path / "no_matrices"])
+    assert "no accuracy matrices" in message and "no_matrices" in message
+    write_results(tmp_path / "tiny" / "results.json", fake_docs()[0])
+    write_results(tmp_path / "other" / "results.json", fake_run("lwf", 0, {"class_il": [[1.0]]}, benchmark="other"))
+    message = _error(load_runs, [tmp_path / "tiny", tmp_path / "other"])
+    assert "different benchmarks" in message and "tiny" in message and "other" in message
+
+
+def test_aggregate_refuses_repeated_seeds_and_unequal_runs():
+    run = fake_run("lwf", 0, {"class_il": [[50.0, 0.0], [20.0, 60.0]]})
+    assert "seed appears twice" in _error(aggregate, [run, run])
+    stopped_early = fake_run("lwf", 1, {"class_il": [[50.0, 0.0]]})
+    assert "different shapes" in _error(aggregate, [run, stopped_early])
+
+
+def test_aggregate_document_is_json(tmp_path):
+    agg = aggregate(fake_docs()[:2])
+    assert json.loads(json.dumps(agg)) == agg
