@@ -25,6 +25,7 @@ from torch import nn
 
 try:
     from avalanche.benchmarks import nc_benchmark
+    from avalanche.models import MultiTaskModule
     from avalanche.models.utils import avalanche_forward
     from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
 except ImportError as error:  # pragma: no cover - depends on the environment
@@ -53,12 +54,18 @@ class TeacherDistillationPlugin(SupervisedPlugin):
     """Adds ``alpha * term(student, teacher)`` on the old classes' logits to the loss.
 
     After each training experience the model is snapshotted (deep copy,
-    ``eval()``, ``requires_grad_(False)``; one alive at a time) and its classes
-    join the old ones. In ``before_backward`` the teacher runs on the
-    minibatch under ``torch.inference_mode`` and the term is added to
-    ``strategy.loss``. Works with plain models and with Avalanche's
-    ``IncrementalClassifier`` / ``MultiHeadClassifier`` (through
-    ``avalanche_forward``): only the old classes' columns are compared.
+    ``eval()``, ``requires_grad_(False)``; one alive at a time) and the
+    experience's classes join the old ones, per task label. In
+    ``before_backward`` the teacher runs on the minibatch under
+    ``torch.inference_mode`` and the term is added to ``strategy.loss``:
+
+    - a single-head model (a plain model, Avalanche's ``IncrementalClassifier``):
+      one term on the columns of every old class;
+    - a multi-task model (an Avalanche ``MultiTaskModule`` such as a model with
+      a ``MultiHeadClassifier``): as in LwF's multi-head form, the sum over the
+      old tasks t of the term on head t's old-class columns, student and
+      teacher both evaluated with head t on the minibatch (one student forward
+      per old task, as Avalanche's LwF does).
     """
 
     def __init__(self, alpha: float, term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -66,24 +73,44 @@ class TeacherDistillationPlugin(SupervisedPlugin):
         self.alpha = alpha
         self.term = term
         self.teacher: nn.Module | None = None
-        self.old_classes: list[int] = []
-        self.last_term: torch.Tensor | None = None
+        self.old_classes_by_task: dict[int, list[int]] = {}
+
+    @property
+    def old_classes(self) -> list[int]:
+        """Every class of the experiences trained so far, whatever its task."""
+        return sorted({c for classes in self.old_classes_by_task.values() for c in classes})
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
-        if self.teacher is None or not self.old_classes:
+        if self.teacher is None or not self.old_classes_by_task:
             return
+        x = strategy.mb_x
+        if isinstance(strategy.model, MultiTaskModule):
+            pairs = [
+                (strategy.model.forward_single_task(x, task), self._teacher(x, task), classes)
+                for task, classes in self.old_classes_by_task.items()
+            ]
+        else:
+            pairs = [(strategy.mb_output, self._teacher(x, strategy.mb_task_id), self.old_classes)]
+        for student, teacher, classes in pairs:
+            old = torch.as_tensor(classes, device=student.device)
+            strategy.loss += self.alpha * self.term(student[:, old], teacher[:, old])
+
+    def _teacher(self, x: torch.Tensor, task: torch.Tensor | int) -> torch.Tensor:
+        """The teacher's logits, computed without autograd and cloned out of inference mode."""
         with torch.inference_mode():
-            teacher_logits = avalanche_forward(self.teacher, strategy.mb_x, strategy.mb_task_id)
-        old = torch.as_tensor(self.old_classes, device=strategy.mb_output.device)
-        term = self.term(strategy.mb_output[:, old], teacher_logits.clone()[:, old])
-        self.last_term = term.detach()
-        strategy.loss += self.alpha * term
+            if isinstance(task, int):
+                logits = self.teacher.forward_single_task(x, task)
+            else:
+                logits = avalanche_forward(self.teacher, x, task)
+        return logits.clone()
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.teacher = None
         self.teacher = frozen_copy(strategy.model)
-        seen = set(self.old_classes) | {int(c) for c in strategy.experience.classes_in_this_experience}
-        self.old_classes = sorted(seen)
+        dataset = strategy.experience.dataset
+        for task in strategy.experience.task_labels:
+            classes = {int(c) for c in dataset.task_set[task].targets.uniques}
+            self.old_classes_by_task[task] = sorted(set(self.old_classes_by_task.get(task, [])) | classes)
 
 
 class LwFDistillationPlugin(TeacherDistillationPlugin):

@@ -12,6 +12,7 @@ pytest.importorskip("avalanche")
 from avalanche.benchmarks import nc_benchmark  # noqa: E402
 from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
 from avalanche.models import IncrementalClassifier as AvalancheIncrementalClassifier  # noqa: E402
+from avalanche.models import MultiHeadClassifier, MultiTaskModule  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin  # noqa: E402
 from avalanche.training.supervised import Naive  # noqa: E402
 from conftest import make_tiny_stream, tiny_model  # noqa: E402
@@ -109,6 +110,66 @@ def test_kd_mse_plugin_with_avalanche_incremental_classifier():
             teacher = record["teacher"](record["x"])
         term = mse_distillation(record["logits"][:, :2], teacher[:, :2])
         assert record["loss"].item() - record["ce"].item() == pytest.approx(2.0 * term.item(), rel=1e-4, abs=1e-6)
+
+
+class MultiHeadNet(MultiTaskModule):
+    """An Avalanche multi-task model: our tiny backbone and Avalanche's ``MultiHeadClassifier``."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = MultiHeadClassifier(backbone.out_features, initial_out_features=2)
+
+    def forward_single_task(self, x, task_label):
+        return self.classifier.forward_single_task(self.backbone(x), task_label)
+
+
+def _task_incremental(stream):
+    """The stream as a task-incremental Avalanche benchmark: task labels, class ids from 0 in each task."""
+    x = torch.cat([task.train.x for task in stream]).float() / 255
+    y = torch.cat([task.train.y for task in stream])
+    return nc_benchmark(torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y),
+                        n_experiences=len(stream), task_labels=True, shuffle=False,
+                        fixed_class_order=list(range(stream.num_classes)), class_ids_from_zero_in_each_exp=True)
+
+
+def test_lwf_plugin_with_multi_head_classifier_distils_each_old_head():
+    stream = make_tiny_stream(num_classes=6, n_tasks=3, per_class=8)
+    model = MultiHeadNet(tiny_model(stream).backbone)
+    plugin = LwFDistillationPlugin(alpha=0.5, temperature=2.0)
+    records = []
+
+    class HeadRecorder(SupervisedPlugin):
+        def before_backward(self, strategy, **kwargs):
+            x = strategy.mb_x
+            with torch.no_grad():
+                old_heads = {t: (strategy.model.forward_single_task(x, t), plugin.teacher.forward_single_task(x, t))
+                             for t in plugin.old_classes_by_task}
+            ce = strategy._criterion(strategy.mb_output, strategy.mb_y)
+            records.append((strategy.clock.train_exp_counter, strategy.loss.item(), ce.item(), old_heads))
+
+    strategy = _naive(model, [plugin, HeadRecorder()])
+    for experience in _task_incremental(stream).train_stream:
+        strategy.train(experience)
+    assert set(model.classifier.classifiers) == {"0", "1", "2"}
+    assert plugin.old_classes_by_task == {0: [0, 1], 1: [0, 1], 2: [0, 1]}
+    last = [r for r in records if r[0] == 2]
+    assert last and all(len(heads) == 2 for _, _, _, heads in last)  # tasks 0 and 1 are old in the third
+    for _, loss, ce, heads in last:
+        expected = sum(kl_distillation(s[:, :2], t[:, :2], 2.0).item() for s, t in heads.values())
+        assert loss - ce == pytest.approx(0.5 * expected, rel=1e-4, abs=1e-6)
+
+
+def test_der_plugin_with_multi_head_classifier_replays_with_task_labels():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = MultiHeadNet(tiny_model(stream).backbone)
+    plugin = DERPlugin(mem_size=12, alpha=0.5, beta=0.5)
+    recorder = DERRecorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    for experience in _task_incremental(stream).train_stream:
+        strategy.train(experience)
+    assert sorted(plugin.buffer.task[: len(plugin.buffer)].unique().tolist()) == [0, 1]
+    assert all(r["loss"].item() > r["ce"].item() for r in recorder.records[1:])
 
 
 class DERRecorder(Recorder):
