@@ -194,7 +194,7 @@ class DERPlugin(SupervisedPlugin):
 
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         self.buffer.add_reservoir(
-            strategy.mb_x.detach(), strategy.mb_y, int(strategy.mb_task_id[0]), strategy.mb_output.detach()
+            strategy.mb_x.detach(), strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach()
         )
         self.sample = self.replay_logits = None
 

@@ -55,7 +55,7 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def _store(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: int,
+    def _store(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor,
                logits: torch.Tensor | None) -> None:
         if self.x is None:
             self.x = torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype, device=self.device)
@@ -72,8 +72,9 @@ class ReplayBuffer:
             self.logits[slots, :width] = logits.float()
             self.logit_units[slots] = width
 
-    def add_reservoir(self, x: torch.Tensor, y: torch.Tensor, task: int, logits: torch.Tensor | None = None) -> None:
-        """Offer a batch to the reservoir (Algorithm R).
+    def add_reservoir(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor,
+                      logits: torch.Tensor | None = None) -> None:
+        """Offer a batch to the reservoir (Algorithm R); ``task`` is one id or one per sample.
 
         The k-th sample of the stream (0-based) fills slot k while the buffer
         is not full, then replaces a uniformly random slot with probability
@@ -92,6 +93,7 @@ class ReplayBuffer:
             last = {int(s): i for i, s in enumerate(slots.tolist())}
             chosen = torch.tensor(sorted(last.values()), dtype=torch.long)
             positions, slots = _to_device(torch.stack([positions[chosen], slots[chosen]]), self.device)
+            task = task[positions] if isinstance(task, torch.Tensor) else task
             self._store(slots, x[positions], y[positions], task, None if logits is None else logits[positions])
         self.seen += count
         self.size = min(self.seen, self.capacity)

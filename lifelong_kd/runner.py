@@ -175,7 +175,7 @@ class Runner:
             _sync(self.device)
             timing["train_seconds"].append(time.perf_counter() - start)
             timing["images_per_second"].append(images / max(fit_seconds, 1e-9))
-            self.teacher = None
+            self.teacher = self.teacher_backbone = None  # one teacher alive at a time
             self.teacher = frozen_copy(self.model)
             self.teacher_backbone = self.compiled(self.teacher.backbone)
             start = time.perf_counter()
