@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .report import SETTING_LABELS, Document, aggregate, config_labels, group_runs, run_labels  # noqa: E402
+from .report import SETTING_LABELS, Document, aggregate, group_runs, labelled_aggregates, run_labels  # noqa: E402
 
 FIGURE_KINDS = ("curves", "matrix", "compare")
 FORMATS = ("png", "svg", "pdf")
@@ -120,9 +120,7 @@ def plot_strategy_comparison(
     """Average accuracy A_i after each task i, one line per group of runs (``report.group_runs``:
     one strategy and config, several seeds) at the mean over seeds, with a band of mean ± sample
     std where the group has more than one seed; one panel per setting, showing the groups that have it."""
-    groups = group_runs(docs)
-    aggregates = [aggregate(group) for group in groups]
-    labels = config_labels([agg["config"] for agg in aggregates])
+    labels, aggregates = labelled_aggregates(docs)
     settings = _settings_of_any(docs, settings)
     fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings) + 1.6, 4.2), squeeze=False)
     for ax, setting in zip(axes[0], settings):
@@ -156,8 +154,7 @@ def plot_final_metrics(
 ) -> Figure:
     """Bars of the final accuracy and the forgetting per group of runs (mean over seeds), one bar
     per setting the group has, with error bars of ± the sample std over seeds (``report.aggregate``)."""
-    aggregates = [aggregate(group) for group in group_runs(docs)]
-    labels = config_labels([agg["config"] for agg in aggregates])
+    labels, aggregates = labelled_aggregates(docs)
     settings = _settings_of_any(docs, settings)
     positions = np.arange(len(aggregates))
     width = 0.8 / len(settings)

@@ -198,11 +198,17 @@ def aggregate(docs: Sequence[Document]) -> Document:
     }
 
 
+def labelled_aggregates(docs: Sequence[Document]) -> tuple[list[str], list[Document]]:
+    """The ``aggregate`` of every group of ``docs`` (``group_runs``) and its ``config_labels`` name."""
+    aggregates = [aggregate(group) for group in group_runs(docs)]
+    return config_labels([agg["config"] for agg in aggregates]), aggregates
+
+
 def compare_table(docs: Sequence[Document]) -> str:
     """A markdown table, one row per group of runs: seeds, then mean ± sample std of the final
     accuracy, average incremental accuracy, forgetting and BWT, class-IL and (where any run has
     it) task-IL; a group without a setting shows a dash."""
-    aggregates = [aggregate(group) for group in group_runs(docs)]
+    labels, aggregates = labelled_aggregates(docs)
     settings = [s for s in TABLE_SETTINGS if any(s in agg["metrics"] for agg in aggregates)]
     header = ["strategy", "seeds"]
     header += [f"{SETTING_LABELS[setting]} {label}" for setting in settings for label in TABLE_METRICS.values()]
@@ -212,7 +218,7 @@ def compare_table(docs: Sequence[Document]) -> str:
         "| " + " | ".join(header) + " |",
         "|---|---|" + "---:|" * (len(header) - 2),
     ]
-    for label, agg in zip(config_labels([agg["config"] for agg in aggregates]), aggregates):
+    for label, agg in zip(labels, aggregates):
         cells = [label, f"{len(agg['seeds'])} ({', '.join(map(str, agg['seeds']))})"]
         for setting in settings:
             for name in TABLE_METRICS:
