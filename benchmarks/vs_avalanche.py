@@ -32,7 +32,6 @@ benchmarks/results/vs_avalanche.json.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -48,6 +47,7 @@ from lifelong_kd.avalanche import (
 )
 from lifelong_kd.data import TaskStream, make_stream
 from lifelong_kd.models import build_model
+from lifelong_kd.report import mean_and_std
 from lifelong_kd.runner import Runner, TrainConfig, seed_everything
 from lifelong_kd.strategies import build_strategy
 
@@ -162,7 +162,7 @@ def main() -> None:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per entry, over its seeds: mean and sample standard deviation (n - 1; 0 for one seed)
+    """Per entry, over its seeds: mean and sample standard deviation (``report.mean_and_std``)
     of class-IL final accuracy, forgetting and training images/s (all tasks, and tasks 2..T: the
     latter leaves out each library's one-time costs, our compilation among them)."""
     summary = []
@@ -170,8 +170,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         runs = [row for row in rows if row["entry"] == name]
         entry: dict = {"entry": name, "seeds": [row["seed"] for row in runs]}
         for key in ("final_accuracy", "forgetting", "images_per_second", "images_per_second_after_task_1"):
-            values = [row[key] for row in runs]
-            entry[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            mean, std = mean_and_std([row[key] for row in runs])
+            entry[key] = {"mean": float(mean), "std": float(std)}
         summary.append(entry)
     return summary
 
