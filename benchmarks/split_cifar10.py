@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--amp", default="bf16", choices=["off", "bf16"])
     parser.add_argument("--max-train-per-class", type=int)
+    parser.add_argument("--extra", default="", help="more `lifelong-kd run` flags for every run, e.g. '--alpha 0.15'")
+    parser.add_argument("--tag", default="", help="appended to each run's name (to tell --extra studies apart)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/split_cifar10"))
     parser.add_argument("--output", default="split_cifar10.json")
     args = parser.parse_args()
@@ -67,6 +69,7 @@ def main() -> None:
     ]
     for strategy, memory, seed in plan:
         name = (strategy if memory is None else f"{strategy}-m{memory}") + ("-fixed" if args.head == "fixed" else "")
+        name += f"-{args.tag}" if args.tag else ""
         argv = [
             "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root),
             "--strategy", strategy, "--model", "reduced-resnet18", "--epochs", str(args.epochs),
@@ -81,11 +84,12 @@ def main() -> None:
             name += f"-lr{args.lr}"
         if args.max_train_per_class:
             argv += ["--max-train-per-class", str(args.max_train_per_class)]
+        argv += args.extra.split()
         start = time.perf_counter()
         doc = execute_run(build_parser().parse_args(argv))
         wall = time.perf_counter() - start
         row = {
-            "strategy": strategy, "memory": memory, "head": args.head, "seed": seed,
+            "strategy": strategy, "memory": memory, "head": args.head, "seed": seed, "tag": args.tag,
             "argv": ["lifelong-kd", *argv],
             "class_il": doc["metrics"]["class_il"], "task_il": doc["metrics"]["task_il"],
             "metrics": doc["metrics"],
@@ -107,7 +111,7 @@ def main() -> None:
             "epochs_per_task": args.epochs, "head": args.head, "lr_override": args.lr,
             "batch_size": args.batch_size, "amp": args.amp,
             "channels_last": True, "data_root": str(args.data_root),
-            "max_train_per_class": args.max_train_per_class,
+            "max_train_per_class": args.max_train_per_class, "extra": args.extra,
         },
         "published_reference": {
             "source": "Buzzega et al. 2020 (DER), Table 2, Seq-CIFAR-10, ResNet-18, 50 epochs; not our protocol",
