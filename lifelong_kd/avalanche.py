@@ -34,9 +34,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .buffer import ReplayBuffer, ReplaySample
-from .data import Dataset, TaskStream, split_into_tasks
+from .data import TaskStream, split_into_tasks
+from .datasets import Dataset
 from .losses import kl_distillation, masked_mse_distillation, mse_distillation
-from .runner import frozen_copy
+from .models import frozen_copy
 
 __all__ = [
     "DERPlugin",

@@ -13,7 +13,8 @@ import torch
 
 from . import report
 from .buffer import POLICIES
-from .data import BENCHMARKS, make_stream
+from .data import make_stream
+from .datasets import BENCHMARKS
 from .errors import UsageError
 from .models import HEADS, MODELS, build_model
 from .options import FeatureDistillation, Option, WeightAligning
@@ -170,27 +171,6 @@ def execute_run(args: argparse.Namespace) -> dict[str, Any]:
     return runner.run()
 
 
-def summary_table(doc: dict[str, Any], results_path: Path | None = None) -> str:
-    """A plain-text table of the headline metrics of one run."""
-    config, timing = doc["config"], doc["timing"]
-    lines = [
-        f"{config['benchmark']} | {config['strategy']} | {config['model']} | seed {config['seed']} | "
-        f"{doc['completed_tasks']}/{config['n_tasks']} tasks | {doc['environment']['device']}",
-        f"{'setting':<11}{'final acc':>9}{'avg inc acc':>13}{'forgetting':>12}{'BWT':>9}",
-    ]
-    for setting, m in doc["metrics"].items():
-        label = setting.replace("class_il", "class-IL").replace("task_il", "task-IL").replace("_", " ")
-        lines.append(
-            f"{label:<13}{m['final_accuracy']:>7.2f}{m['average_incremental_accuracy']:>13.2f}"
-            f"{m['forgetting']:>12.2f}{m['bwt']:>9.2f}"
-        )
-    seconds = sum(timing["train_seconds"])
-    speed = sum(timing["images_per_second"]) / len(timing["images_per_second"])
-    where = f" -> {results_path}" if results_path else ""
-    lines.append(f"train {seconds:.1f} s, {speed:.0f} img/s (mean over tasks){where}")
-    return "\n".join(lines)
-
-
 def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
     (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished."""
@@ -201,7 +181,7 @@ def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         seed_out = args.out / f"seed_{seed}"
         docs.append(execute_run(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out})))
-        print(summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
+        print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
         atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
     return docs
 
@@ -212,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"aggregate -> {args.out / 'aggregate.json'}")
         return 0
     doc = execute_run(args)
-    print(summary_table(doc, args.out / "results.json"))
+    print(report.summary_table(doc, args.out / "results.json"))
     return 0
 
 
@@ -231,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             *(["--quiet"] if args.quiet else []),
         ])
         doc = execute_run(run_args)
-        print(summary_table(doc, run_args.out / "results.json"), end="\n\n")
+        print(report.summary_table(doc, run_args.out / "results.json"), end="\n\n")
         docs.append(doc)
     figure = args.out / "forgetting_curves.png"
     plot_forgetting_curves(docs, figure)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .buffer import ReplaySample
-from .data import Split, Task, TaskStream
+from .data import Task, TaskStream
 from .models import ContinualModel
 
 
@@ -100,8 +100,3 @@ class TaskContext:
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for ``x`` (see ``teacher_outputs``)."""
         return self.teacher_outputs(x)[1]
-
-
-def concat_splits(splits: list[Split]) -> Split:
-    """One split holding the samples of all ``splits`` in order."""
-    return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]))

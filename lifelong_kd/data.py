@@ -16,38 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong_kd.datasets import (
-    BENCHMARKS,
-    BenchmarkSpec,
-    Dataset,
-    ImageFolderListing,
-    benchmark_spec,
-    list_image_folder,
-    load_cifar_pickles,
-    load_dataset,
-    load_digits_dataset,
-    load_image_folder,
-)
-from lifelong_kd.errors import UsageError
-
-__all__ = [
-    "BENCHMARKS",
-    "BenchmarkSpec",
-    "Dataset",
-    "ImageFolderListing",
-    "Split",
-    "Task",
-    "TaskStream",
-    "class_order_for",
-    "list_image_folder",
-    "load_cifar_pickles",
-    "load_dataset",
-    "load_digits_dataset",
-    "load_image_folder",
-    "make_stream",
-    "split_into_tasks",
-    "tensor_stream",
-]
+from .datasets import Dataset, benchmark_spec, load_dataset, load_digits_dataset
+from .errors import UsageError
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,14 +146,15 @@ def split_into_tasks(
     dataset: Dataset,
     name: str,
     n_tasks: int,
-    class_order: Sequence[int],
+    class_order: str | Sequence[int] = "fixed",
     *,
     max_train_per_class: int | None = None,
     seed: int = 0,
     hflip: bool = True,
     crop_padding: int = 4,
 ) -> TaskStream:
-    """Cut ``dataset`` into ``n_tasks`` tasks of consecutive classes of ``class_order``.
+    """Cut ``dataset`` into ``n_tasks`` tasks of consecutive classes of ``class_order``
+    (``class_order_for``: fixed, random from ``seed``, or a permutation; resolved here, once).
 
     Labels become positions in ``class_order``. ``max_train_per_class`` keeps a seeded, class-balanced
     subset of the training data (test data stays whole). mean/std come from all training images.
@@ -215,6 +186,11 @@ def split_into_tasks(
     return TaskStream(name, tasks, order, dataset.class_names, mean, std, hflip, crop_padding)
 
 
+def concat_splits(splits: list[Split]) -> Split:
+    """One split holding the samples of all ``splits`` in order."""
+    return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]))
+
+
 def make_stream(
     benchmark: str,
     *,
@@ -239,12 +215,11 @@ def make_stream(
         dataset = load_digits_dataset()
     else:
         dataset = load_dataset(benchmark, data_root, cache_dir=cache_dir, download=download)
-    order = class_order_for(len(dataset.class_names), class_order, seed)
     return split_into_tasks(
         dataset,
         benchmark,
         n_tasks,
-        order,
+        class_order,
         max_train_per_class=max_train_per_class,
         seed=seed,
         hflip=spec.hflip,
@@ -296,5 +271,4 @@ def tensor_stream(
         raise UsageError(f"test_y has labels outside 0..{num_classes - 1}: use only labels that occur in train_y")
     names = tuple(str(c) for c in range(num_classes))
     dataset = Dataset(x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), names)
-    order = class_order_for(num_classes, class_order, seed)
-    return split_into_tasks(dataset, name, n_tasks, order, seed=seed, hflip=hflip, crop_padding=crop_padding)
+    return split_into_tasks(dataset, name, n_tasks, class_order, seed=seed, hflip=hflip, crop_padding=crop_padding)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,8 @@ from torch import nn
 
 from .errors import UsageError
 from .heads import IncrementalClassifier, MultiHeadClassifier
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -167,3 +171,11 @@ def build_model(name: str, in_channels: int, num_classes: int, head: str = "incr
     else:
         classifier = IncrementalClassifier(backbone.out_features, num_classes if head == "fixed" else 0)
     return ContinualModel(backbone, classifier, head)
+
+
+def frozen_copy(model: ModuleT) -> ModuleT:
+    """A deep copy in eval mode whose parameters require no gradient: the teacher."""
+    teacher = copy.deepcopy(model)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher

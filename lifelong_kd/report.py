@@ -226,3 +226,24 @@ def compare_table(docs: Sequence[Document]) -> str:
                 cells.append("—" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_table(doc: dict[str, Any], results_path: Path | None = None) -> str:
+    """A plain-text table of the headline metrics of one run."""
+    config, timing = doc["config"], doc["timing"]
+    lines = [
+        f"{config['benchmark']} | {config['strategy']} | {config['model']} | seed {config['seed']} | "
+        f"{doc['completed_tasks']}/{config['n_tasks']} tasks | {doc['environment']['device']}",
+        f"{'setting':<11}{'final acc':>9}{'avg inc acc':>13}{'forgetting':>12}{'BWT':>9}",
+    ]
+    for setting, m in doc["metrics"].items():
+        label = setting.replace("class_il", "class-IL").replace("task_il", "task-IL").replace("_", " ")
+        lines.append(
+            f"{label:<13}{m['final_accuracy']:>7.2f}{m['average_incremental_accuracy']:>13.2f}"
+            f"{m['forgetting']:>12.2f}{m['bwt']:>9.2f}"
+        )
+    seconds = sum(timing["train_seconds"])
+    speed = sum(timing["images_per_second"]) / len(timing["images_per_second"])
+    where = f" -> {results_path}" if results_path else ""
+    lines.append(f"train {seconds:.1f} s, {speed:.0f} img/s (mean over tasks){where}")
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The task-stream loop: grow the head, train, snapshot the teacher, evaluate.
 
-This is the one training loop of the library. Per task (DESIGN.md):
+This is the one training loop of the library (README, "Design notes"). Per task:
 
     model.grow(seen classes); strategy.before_task(ctx)
     for each epoch, batch: batch ⊕= strategy.replay_batch(); x = augment(batch)
@@ -11,14 +11,13 @@ This is the one training loop of the library. Per task (DESIGN.md):
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +27,12 @@ from tqdm.auto import tqdm
 from .augment import BatchAugment
 from .context import Step, TaskContext
 from .data import Split, TaskStream
-from .models import ContinualModel
+from .models import ContinualModel, frozen_copy
 from .options import Option
 from .results import environment, results_document, write_results
 from .strategies import Strategy
 
 LossFn = Callable[[TaskContext, Step], torch.Tensor]
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,14 +65,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def frozen_copy(model: ModuleT) -> ModuleT:
-    """A deep copy in eval mode whose parameters require no gradient: the teacher."""
-    teacher = copy.deepcopy(model)
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
 
 
 def _sync(device: torch.device) -> None:

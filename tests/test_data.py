@@ -13,17 +13,14 @@ import torch
 from PIL import Image
 
 from lifelong_kd import datasets
-from lifelong_kd.data import (
+from lifelong_kd.data import class_order_for, make_stream, split_into_tasks, tensor_stream
+from lifelong_kd.datasets import (
     BENCHMARKS,
-    class_order_for,
     list_image_folder,
     load_cifar_pickles,
     load_dataset,
     load_digits_dataset,
     load_image_folder,
-    make_stream,
-    split_into_tasks,
-    tensor_stream,
 )
 from lifelong_kd.errors import UsageError
 

@@ -6,7 +6,7 @@ from conftest import tiny_model
 from lifelong_kd.context import Step, TaskContext
 from lifelong_kd.errors import UsageError
 from lifelong_kd.losses import kl_distillation
-from lifelong_kd.runner import frozen_copy
+from lifelong_kd.models import frozen_copy
 from lifelong_kd.strategies import STRATEGIES, build_strategy
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..buffer import ReplaySample, herding_order, rebuild_balanced
-from ..context import Step, TaskContext, concat_splits
-from ..data import Split
+from ..context import Step, TaskContext
+from ..data import Split, concat_splits
 from ..losses import sigmoid_distillation
 from .replay import REPLAY_DEFAULTS, ReplayStrategy
 

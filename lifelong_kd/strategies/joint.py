@@ -1,7 +1,7 @@
 """Joint training on all the data seen so far, the upper bound."""
 
-from ..context import TaskContext, concat_splits
-from ..data import Split
+from ..context import TaskContext
+from ..data import Split, concat_splits
 from .base import Strategy
 
 
