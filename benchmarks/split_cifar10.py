@@ -1,9 +1,11 @@
 """Split-CIFAR-10 class-IL benchmark.
 
 Protocol (CPU): reduced ResNet-18, 5 tasks x 2 classes, batch 32, 1 epoch per
-task, each strategy's default hyperparameters (`lifelong-kd list`), bf16
-autocast and channels_last. Every run goes through the same code path as
-`lifelong-kd run`; replay strategies run once per memory size.
+task, each strategy's default hyperparameters and head (`lifelong-kd list`),
+bf16 autocast, channels_last, no compile. Every run goes through the same code
+path as `lifelong-kd run`; replay strategies run once per memory size.
+``--eval-both`` also evaluates every row in float32 (the run itself evaluates
+at its ``--eval-precision``) and records those matrices beside the run's.
 
     # the committed tables (benchmarks/results/):
     python benchmarks/split_cifar10.py                                          # split_cifar10.json
@@ -17,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import SHARED_DATA, provenance, save
 
-from lifelong_kd.cli import build_parser, execute_run
+from lifelong_kd import metrics
+from lifelong_kd.cli import build_parser, prepare_run
+from lifelong_kd.runner import Runner
 
 REPLAY = {"er", "er-kd", "icarl", "der", "derpp"}
 PUBLISHED = {
@@ -41,17 +46,39 @@ PUBLISHED = {
 }
 
 
+def record_fp32_evaluation(runner: Runner) -> dict[str, list]:
+    """Make ``runner`` evaluate each row twice: at its own precision (what the run records) and in
+    float32 (returned, filled as the run goes). Training is untouched: evaluation has no side effects."""
+    rows: dict[str, list] = {}
+    evaluate, own = runner.evaluate, runner.config
+
+    def both(n_seen: int, evaluated):
+        row = evaluate(n_seen, evaluated)
+        if n_seen:
+            runner.config = replace(own, eval_precision="fp32")
+            for name, values in evaluate(n_seen, evaluated).items():
+                rows.setdefault(name, []).append(values)
+            runner.config = own
+        return row
+
+    runner.evaluate = both
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA / "cifar10-jpeg.zip")
     parser.add_argument("--strategies", nargs="+", default=["finetune", "lwf", "kd-mse", "joint"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--memories", nargs="+", type=int, default=[500], help="replay budgets M")
-    parser.add_argument("--head", default="incremental", choices=["incremental", "fixed"])
+    parser.add_argument("--head", choices=["incremental", "fixed"], help="default: each strategy's")
     parser.add_argument("--lr", type=float, help="override every strategy's default lr")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--amp", default="bf16", choices=["off", "bf16"])
+    parser.add_argument("--compile", default="off", choices=["auto", "on", "off"])
+    parser.add_argument("--eval-precision", default="train", choices=["train", "fp32"])
+    parser.add_argument("--eval-both", action="store_true", help="also record float32-evaluation matrices")
     parser.add_argument("--max-train-per-class", type=int)
     parser.add_argument("--extra", default="", help="more `lifelong-kd run` flags for every run, e.g. '--alpha 0.15'")
     parser.add_argument("--tag", default="", help="appended to each run's name (to tell --extra studies apart)")
@@ -68,15 +95,17 @@ def main() -> None:
         for seed in args.seeds
     ]
     for strategy, memory, seed in plan:
-        name = (strategy if memory is None else f"{strategy}-m{memory}") + ("-fixed" if args.head == "fixed" else "")
+        name = (strategy if memory is None else f"{strategy}-m{memory}") + (f"-{args.head}" if args.head else "")
         name += f"-{args.tag}" if args.tag else ""
         argv = [
             "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root),
             "--strategy", strategy, "--model", "reduced-resnet18", "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--amp", args.amp, "--channels-last",
-            "--head", args.head,
+            "--compile", args.compile, "--eval-precision", args.eval_precision,
             "--out", str(args.runs_dir / f"{name}-seed{seed}"), "--overwrite", "--quiet",
         ]
+        if args.head:
+            argv += ["--head", args.head]
         if memory is not None:
             argv += ["--memory", str(memory)]
         if args.lr is not None:
@@ -86,18 +115,26 @@ def main() -> None:
             argv += ["--max-train-per-class", str(args.max_train_per_class)]
         argv += args.extra.split()
         start = time.perf_counter()
-        doc = execute_run(build_parser().parse_args(argv))
+        runner = prepare_run(build_parser().parse_args(argv))
+        fp32_rows = record_fp32_evaluation(runner) if args.eval_both else None
+        doc = runner.run()
         wall = time.perf_counter() - start
         row = {
-            "strategy": strategy, "memory": memory, "head": args.head, "seed": seed, "tag": args.tag,
+            "strategy": strategy, "memory": memory, "head": doc["config"]["head"], "seed": seed, "tag": args.tag,
             "argv": ["lifelong-kd", *argv],
             "class_il": doc["metrics"]["class_il"], "task_il": doc["metrics"]["task_il"],
             "metrics": doc["metrics"],
             "matrices": doc["matrices"], "hparams": doc["config"]["hparams"],
+            "config": doc["config"],
             "train_seconds": sum(doc["timing"]["train_seconds"]),
+            "eval_seconds": sum(doc["timing"]["eval_seconds"]),
             "images_per_second": doc["timing"]["images_per_second"],
             "wall_seconds": wall,
         }
+        if fp32_rows is not None:
+            row["fp32_eval"] = {
+                "matrices": fp32_rows, "metrics": {name: metrics.summary(m) for name, m in fp32_rows.items()},
+            }
         runs.append(row)
         print(
             f"{name:<11} seed {seed}: class-IL {row['class_il']['final_accuracy']:6.2f}  "
@@ -108,8 +145,9 @@ def main() -> None:
         **origin,
         "protocol": {
             "benchmark": "split-cifar10 (5 tasks x 2 classes, class order 0..9)", "model": "reduced-resnet18",
-            "epochs_per_task": args.epochs, "head": args.head, "lr_override": args.lr,
-            "batch_size": args.batch_size, "amp": args.amp,
+            "epochs_per_task": args.epochs, "head": args.head or "each strategy's", "lr_override": args.lr,
+            "batch_size": args.batch_size, "amp": args.amp, "compile": args.compile,
+            "eval_precision": args.eval_precision,
             "channels_last": True, "data_root": str(args.data_root),
             "max_train_per_class": args.max_train_per_class, "extra": args.extra,
         },

@@ -44,8 +44,8 @@ def runner_rate(strategy: str, amp: str, args: argparse.Namespace, stream) -> fl
     seed_everything(0)
     model = build_model(args.model, 3, 10)
     config = TrainConfig(
-        batch_size=args.batch_size, lr=0.01, device=args.device, amp=amp, channels_last=args.channels_last,
-        compile=args.compile, eval_batch_size=100,
+        batch_size=args.batch_size, device=args.device, amp=amp, channels_last=args.channels_last,
+        compile="on" if args.compile else "off", eval_batch_size=100,
     )
     doc = Runner(model, build_strategy(strategy, lr=0.01), stream, config, progress=False).run()
     return doc["timing"]["images_per_second"][-1]
@@ -64,7 +64,8 @@ def bare_rate(amp: str, args: argparse.Namespace, steps: int) -> float:
 
     def step() -> None:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            loss = F.cross_entropy(model.head(backbone(x)), y)
+            features = backbone(x)
+        loss = F.cross_entropy(model.head(features.float()), y)  # the head in float32, as in the runner
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -13,7 +13,12 @@ optimizer (SGD, one lr for all) and seed:
   (bf16 autocast, channels_last, torch.compile: `--amp`, `--no-channels-last`,
   `--no-compile`), and finetune and lwf again in fp32 without compile, the
   precision Avalanche trains in (the "fp32" rows);
-- our plugins inside Avalanche's Naive: LwFDistillationPlugin, DERPlugin.
+- our plugins inside Avalanche's Naive: LwFDistillationPlugin, and DERPlugin
+  twice: on the per-sample augmented benchmark, replaying each sample as the
+  one augmented view it was stored with ("stored augmented view"), and on the
+  un-augmented uint8 benchmark with `augment=` our BatchAugment, which
+  augments current and replayed rows afresh on the device at every step
+  ("fresh augmentation"; same crop / flip distribution).
 
 Reports class-IL final accuracy, forgetting (Chaudhry et al., from each
 entry's accuracy matrix) and training images/s (stream images / seconds in
@@ -26,12 +31,16 @@ benchmarks/results/vs_avalanche.json.
     python benchmarks/vs_avalanche.py --entries "avalanche Naive" "avalanche LwF" "ours finetune" "ours lwf" \
         "Naive + our LwFDistillationPlugin" --seeds 1 2 --output vs_avalanche_seeds.json
     python benchmarks/vs_avalanche.py --entries "ours er class-balanced" --output vs_avalanche_er_balanced.json
+    python benchmarks/vs_avalanche.py --entries "avalanche DER" "ours der" \
+        "Naive + our DERPlugin (stored augmented view)" "Naive + our DERPlugin (fresh augmentation)" \
+        --output vs_avalanche_der_plugin.json
     python benchmarks/vs_avalanche.py --benchmark split-digits --output vs_avalanche_digits.json  # ~1 min check
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -39,6 +48,7 @@ import torch
 from common import SHARED_DATA, provenance, save
 
 from lifelong_kd import metrics
+from lifelong_kd.augment import BatchAugment
 from lifelong_kd.avalanche import (
     DERPlugin,
     LwFDistillationPlugin,
@@ -63,14 +73,18 @@ def run_ours(name: str, stream: TaskStream, args: argparse.Namespace, fast: bool
     seed_everything(args.seed)
     model = build_model("reduced-resnet18", stream.image_shape[0], stream.num_classes, head="fixed")
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_batch_size=256,
-        amp=args.amp if fast else "off", channels_last=args.channels_last and fast, compile=args.compile and fast,
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, eval_batch_size=256,
+        amp=args.amp if fast else "off", channels_last=args.channels_last and fast,
+        compile="on" if args.compile and fast else "off",
     )
     doc = Runner(model, build_strategy(name, **options), stream, config, progress=False).run()
     return {"matrix": doc["matrices"]["class_il"], "task_seconds": doc["timing"]["train_seconds"]}
 
 
-def run_avalanche(make: Callable, stream: TaskStream, args: argparse.Namespace) -> dict:
+def run_avalanche(make: Callable, stream: TaskStream, args: argparse.Namespace, raw_train: bool = False) -> dict:
+    """``make(common options)`` trained experience by experience on the stream's Avalanche benchmark:
+    per-sample augmentation and normalisation in the train transform, or (``raw_train``) none, uint8
+    images for a plugin that augments on the device."""
     from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.training.determinism.rng_manager import RNGManager
     from avalanche.training.plugins import EvaluationPlugin
@@ -85,7 +99,7 @@ def run_avalanche(make: Callable, stream: TaskStream, args: argparse.Namespace) 
         "evaluator": EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
     }
     strategy = make(common)
-    benchmark = to_avalanche_benchmark(stream)
+    benchmark = to_avalanche_benchmark(stream, augment=not raw_train, normalise_train=not raw_train)
     results, task_seconds = [], []
     for experience in benchmark.train_stream:
         start = time.perf_counter()
@@ -93,6 +107,18 @@ def run_avalanche(make: Callable, stream: TaskStream, args: argparse.Namespace) 
         task_seconds.append(time.perf_counter() - start)
         results.append(strategy.eval(benchmark.test_stream))
     return {"matrix": accuracy_matrix_from_avalanche(results, len(stream)), "task_seconds": task_seconds}
+
+
+def der_plugin(stream: TaskStream, args: argparse.Namespace, device: str, fresh: bool) -> DERPlugin:
+    """Our DERPlugin at the run's M and alpha; ``fresh``: it also augments (``BatchAugment``: the stream's
+    crop, flip and normalisation, seeded by the run) the current and replayed rows on ``device`` at every
+    step, for a benchmark built with ``raw_train``."""
+    augment = None
+    if fresh:
+        batch_augment = BatchAugment(stream.mean, stream.std, stream.crop_padding, stream.hflip, device=device)
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        augment = functools.partial(batch_augment.train, generator=generator)
+    return DERPlugin(mem_size=args.memory, alpha=args.der_alpha, seed=args.seed, augment=augment)
 
 
 def main() -> None:
@@ -132,8 +158,11 @@ def main() -> None:
         ("ours er class-balanced", lambda: run_ours("er", stream, args, memory_policy="class-balanced")),
         ("Naive + our LwFDistillationPlugin", lambda: run_avalanche(
             lambda c: Naive(plugins=[LwFDistillationPlugin(alpha=args.alpha, temperature=2.0)], **c), stream, args)),
-        ("Naive + our DERPlugin", lambda: run_avalanche(
-            lambda c: Naive(plugins=[DERPlugin(mem_size=args.memory, alpha=args.der_alpha)], **c), stream, args)),
+        ("Naive + our DERPlugin (stored augmented view)", lambda: run_avalanche(
+            lambda c: Naive(plugins=[der_plugin(stream, args, c["device"], fresh=False)], **c), stream, args)),
+        ("Naive + our DERPlugin (fresh augmentation)", lambda: run_avalanche(
+            lambda c: Naive(plugins=[der_plugin(stream, args, c["device"], fresh=True)], **c), stream, args,
+            raw_train=True)),
     ]
     unknown = set(args.entries or []) - {name for name, _ in entries}
     if unknown:

@@ -134,30 +134,57 @@ class KDMSEPlugin(TeacherDistillationPlugin):
 class DERPlugin(SupervisedPlugin):
     """Dark Experience Replay (Buzzega et al. 2020) for any Avalanche strategy; DER++ when ``beta > 0``.
 
-    A reservoir memory of ``mem_size`` samples keeps each minibatch as the
-    model saw it (augmented) with the logits it produced. Each iteration a
-    replay batch is appended to the minibatch in ``before_forward``, so
-    current and replayed samples go through the model in one forward (one
-    set of BatchNorm statistics, as in our runner and Avalanche's ``DER``);
-    ``after_forward`` splits the replayed rows off again, so the strategy's
-    criterion, the other plugins and the metrics see the current minibatch
-    only. ``before_backward`` adds
+    A reservoir memory of ``mem_size`` samples keeps each minibatch as it
+    reached the plugin, with the logits the model produced on it. Each
+    iteration a replay batch is appended to the minibatch in
+    ``before_forward``, so current and replayed samples go through the model
+    in one forward (one set of BatchNorm statistics, as in our runner and
+    Avalanche's ``DER``); ``after_forward`` splits the replayed rows off
+    again, so the strategy's criterion, the other plugins and the metrics
+    see the current minibatch only. ``before_backward`` adds
 
         alpha * MSE(s(x_buf), z_buf)  [+ beta * CE(s(x_buf'), y_buf')]
 
     on the units stored (``losses.masked_mse_distillation``), the DER++ term on
     a second, disjoint replay batch. Use a plain model or a head without
     masking: masked logits (Avalanche's -1000) would be stored.
+
+    Augmentation. A plugin sees the minibatch after the benchmark's
+    per-sample train transforms, without the dataset indices of its rows, so
+    it cannot read a sample again through those transforms as Avalanche's
+    ``DER`` does (its buffer is a dataset). Hence:
+
+    - ``augment=f`` (recommended with random augmentation): the plugin owns
+      the training augmentation. Build the benchmark with a train transform
+      that does not augment, e.g. ``to_avalanche_benchmark(stream,
+      augment=False, normalise_train=False)`` (uint8 images), and give
+      ``f``, a batch-to-batch transform that runs on the device, e.g.
+      ``functools.partial(BatchAugment(mean, std, device=d).train,
+      generator=g)``. The memory keeps the un-augmented inputs, and each
+      iteration ``f`` is applied once to the whole forward batch, current and
+      replayed rows, so every replayed sample gets a fresh view at each draw
+      (as in the DER paper, our runner's ``der`` and Avalanche's ``DER``).
+      The logits stored are the model's on the augmented view it trained on,
+      as in the paper and our runner. A benchmark that still augments would
+      be augmented twice: nothing detects it.
+    - ``augment=None``: the plugin transforms nothing; the memory keeps the
+      minibatch as the model saw it. Right for a benchmark without random
+      augmentation; with one, each sample is replayed as the single augmented
+      view it was stored with (the behaviour before ``augment`` existed, kept
+      to measure what fresh views bring: ``benchmarks/vs_avalanche.py``).
     """
 
     def __init__(self, mem_size: int = 500, alpha: float = 0.3, beta: float = 0.0,
-                 batch_size_mem: int | None = None, seed: int = 0) -> None:
+                 batch_size_mem: int | None = None, seed: int = 0,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.alpha, self.beta = alpha, beta
         self.mem_size, self.batch_size_mem, self.seed = mem_size, batch_size_mem, seed
+        self.augment = augment
         self.buffer: ReplayBuffer | None = None
         self.generator: torch.Generator | None = None
         self.n_current = 0
+        self.current_x: torch.Tensor | None = None
         self.sample: ReplaySample | None = None
         self.replay_logits: torch.Tensor | None = None
 
@@ -165,12 +192,15 @@ class DERPlugin(SupervisedPlugin):
         if self.buffer is None:
             self.buffer = ReplayBuffer(self.mem_size, strategy.device, self.seed)
             self.generator = torch.Generator(device=strategy.device).manual_seed(self.seed)
+        self.current_x = strategy.mb_x
         self.n_current = len(strategy.mb_y)
         count = (self.batch_size_mem or self.n_current) * (2 if self.beta else 1)
         self.sample = self.buffer.sample(count, self.generator)
         if self.sample is not None:
             replayed = (self.sample.x, self.sample.y, self.buffer.task[self.sample.index])
             strategy.mbatch = [torch.cat([own, extra]) for own, extra in zip(strategy.mbatch, replayed)]
+        if self.augment is not None:
+            strategy.mbatch = [self.augment(strategy.mb_x), *strategy.mbatch[1:]]
 
     def after_forward(self, strategy: Any, **kwargs: Any) -> None:
         if self.sample is None:
@@ -195,9 +225,9 @@ class DERPlugin(SupervisedPlugin):
 
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         self.buffer.add_reservoir(
-            strategy.mb_x.detach(), strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach()
+            self.current_x.detach(), strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach()
         )
-        self.sample = self.replay_logits = None
+        self.current_x = self.sample = self.replay_logits = None
 
 
 def er_kd_plugins(mem_size: int = 500, alpha: float = 1.0, temperature: float = 2.0) -> list[SupervisedPlugin]:
@@ -218,12 +248,16 @@ class _Normalise:
         return (x.float() / 255 - self.mean) / self.std
 
 
-def to_avalanche_benchmark(stream: TaskStream, augment: bool = True) -> Any:
+def to_avalanche_benchmark(stream: TaskStream, augment: bool = True, normalise_train: bool = True) -> Any:
     """The stream as an Avalanche class-incremental benchmark (``nc_benchmark``).
 
     Labels are the stream's (positions in its class order), experiences hold
     the same classes in the same order; the train transform is the stream's
-    random crop / flip (per sample, torchvision) and normalisation.
+    random crop / flip (per sample, torchvision; none when ``augment`` is
+    False) and normalisation (none when ``normalise_train`` is False), the
+    eval transform the normalisation. ``augment=False, normalise_train=False``
+    gives the uint8 training images untouched, for augmentation on the
+    device (``DERPlugin(augment=...)``).
     """
     from torchvision import transforms
 
@@ -233,6 +267,8 @@ def to_avalanche_benchmark(stream: TaskStream, augment: bool = True) -> Any:
         steps.append(transforms.RandomCrop(stream.image_shape[1:], padding=stream.crop_padding))
     if augment and stream.hflip:
         steps.append(transforms.RandomHorizontalFlip())
+    if normalise_train:
+        steps.append(normalise)
     train_x = torch.cat([task.train.x for task in stream])
     train_y = torch.cat([task.train.y for task in stream])
     test_x = torch.cat([task.test.x for task in stream])
@@ -244,7 +280,7 @@ def to_avalanche_benchmark(stream: TaskStream, augment: bool = True) -> Any:
         task_labels=False,
         shuffle=False,
         fixed_class_order=list(range(stream.num_classes)),
-        train_transform=transforms.Compose([*steps, normalise]),
+        train_transform=transforms.Compose(steps) if steps else None,
         eval_transform=normalise,
     )
 

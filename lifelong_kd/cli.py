@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from . import report
-from .buffer import POLICIES
 from .data import make_stream
 from .datasets import BENCHMARKS
 from .errors import UsageError
@@ -21,7 +20,9 @@ from .options import FeatureDistillation, Option, WeightAligning
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .results import atomic_write_text
 from .runner import NonFiniteLossError, Runner, TrainConfig, seed_everything
-from .strategies import STRATEGIES, build_strategy
+from .settings import add_strategy_flags
+from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
+from .strategies import STRATEGIES, Strategy
 
 PROG = "lifelong-kd"
 
@@ -69,41 +70,40 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and strategy")
     model.add_argument("--strategy", default="lwf", choices=list(STRATEGIES))
     model.add_argument("--model", default="reduced-resnet18", choices=list(MODELS))
-    model.add_argument("--head", default="incremental", choices=list(HEADS))
-    model.add_argument("--alpha", type=_at_least(0.0, float), help="distillation weight (lwf, kd-mse, er-kd, der)")
-    model.add_argument("--temperature", type=_at_least(0.0, float, strict=True), help="distillation temperature")
-    model.add_argument("--t2", action=argparse.BooleanOptionalAction, default=None, help="multiply KL by T^2")
-    model.add_argument("--warmup-epochs", type=_at_least(0), help="lwf: epochs training only the new head first")
-    model.add_argument("--beta", type=_at_least(0.0, float), help="derpp: weight of the replayed labels' CE")
-    replay = parser.add_argument_group("replay and options")
-    replay.add_argument("--memory", type=_at_least(1), help="replay memory budget M in samples (default 500)")
-    replay.add_argument("--memory-policy", choices=list(POLICIES), help="er, er-kd: how the memory is filled")
-    replay.add_argument("--replay-batch-size", type=_at_least(1), help="replayed samples per step (default: batch)")
-    replay.add_argument("--wa", action="store_true", help="weight aligning after each task (Zhao et al. 2020)")
-    replay.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
-                        help="feature distillation term: LUCIR's cosine on normalised features")
-    replay.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
-                        help="LUCIR's lambda_base (default 5)")
+    model.add_argument("--head", choices=list(HEADS),
+                       help="head layout (default: the strategy's paper's; see `lifelong-kd list`)")
+    add_strategy_flags(parser.add_argument_group("strategy settings (declared by each strategy)"), STRATEGIES.values())
+    options = parser.add_argument_group("options for any strategy")
+    options.add_argument("--wa", action="store_true", help="weight aligning after each task (Zhao et al. 2020)")
+    options.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
+                         help="feature distillation term: LUCIR's cosine on normalised features")
+    options.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
+                         help="LUCIR's lambda_base (default 5)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=_at_least(1), default=1)
     train.add_argument("--batch-size", type=_at_least(2), default=32)
-    train.add_argument("--lr", type=_at_least(0.0, float, strict=True), help="default: the strategy's")
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    train.add_argument("--momentum", type=_at_least(0.0, float), help="default: the strategy's")
-    train.add_argument("--weight-decay", type=_at_least(0.0, float), help="default: the strategy's")
     train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default="none")
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
-    train.add_argument("--eval-batch-size", type=_at_least(1), default=512)
     seeds = train.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="one run into OUT/results.json (default 0)")
     seeds.add_argument("--seeds", type=int, nargs="+",
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
-    system = parser.add_argument_group("system")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=512)
+    evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default="train",
+                            help="train: the backbone at the training precision (head in float32); fp32")
+    evaluation.add_argument("--eval-future", action="store_true",
+                            help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
+    system = parser.add_argument_group("speed and system (results.json records what was chosen)")
     system.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    system.add_argument("--amp", choices=["off", "bf16"], default="off", help="bf16 autocast (CPU with AMX, GPUs)")
-    system.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    system.add_argument("--compile", action="store_true",
-                        help="torch.compile the backbone for training and the teacher (first use compiles for ~45 s)")
+    system.add_argument("--amp", choices=list(AMP_CHOICES), default="auto",
+                        help="bf16 autocast; auto: on CUDA with bf16 and CPUs with AMX-bf16 or AVX-512 BF16")
+    system.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels_last memory format for the convolutions")
+    system.add_argument("--compile", choices=list(COMPILE_CHOICES), default="auto",
+                        help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
+                        f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
     system.add_argument("--out", type=Path, required=True, help="output folder for results.json")
     system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     system.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -127,17 +127,29 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         )
 
 
-def execute_run(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate everything, then build the stream, model and runner, and train."""
+def strategy_from_args(args: argparse.Namespace) -> Strategy:
+    """The ``--strategy`` with the values of its declared settings' flags."""
+    cls = STRATEGIES[args.strategy]
+    given = {setting.name: getattr(args, setting.name) for cls_ in STRATEGIES.values() for setting in cls_.settings}
+    return cls(**given)
+
+
+def head_for(strategy: Strategy, head: str | None) -> str:
+    """``--head``, or the strategy's paper's layout; warns (stderr) when the layout is known to break the method."""
+    chosen = head or strategy.head
+    if chosen in strategy.broken_heads:
+        print(f"{PROG}: warning: --head {chosen} with {strategy.name}: {strategy.broken_heads[chosen]} "
+              f"(its paper uses --head {strategy.head})", file=sys.stderr)
+    return chosen
+
+
+def prepare_run(args: argparse.Namespace) -> Runner:
+    """Validate everything, then build the stream, model and runner (nothing trained yet)."""
     check_output_dir(args.out, args.overwrite)
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
-    strategy = build_strategy(
-        args.strategy, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        alpha=args.alpha, temperature=args.temperature, t2=args.t2, warmup_epochs=args.warmup_epochs,
-        beta=args.beta, memory=args.memory, memory_policy=args.memory_policy,
-        replay_batch_size=args.replay_batch_size,
-    )
+    strategy = strategy_from_args(args)
+    head = head_for(strategy, args.head)
     options: list[Option] = [WeightAligning()] if args.wa else []
     if args.feature_kd == "lucir":
         options.append(FeatureDistillation(args.feature_kd_weight))
@@ -149,26 +161,29 @@ def execute_run(args: argparse.Namespace) -> dict[str, Any]:
         download=args.download,
     )
     seed_everything(seed)
-    model = build_model(args.model, stream.image_shape[0], stream.num_classes, args.head)
+    model = build_model(args.model, stream.image_shape[0], stream.num_classes, head)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=strategy.hparams["lr"], optimizer=args.optimizer,
-        momentum=strategy.hparams["momentum"], weight_decay=strategy.hparams["weight_decay"],
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
         device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        seed=seed,
+        eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
     )
     run_config = {
-        "benchmark": stream.name, "n_tasks": len(stream), "model": args.model, "head": args.head,
+        "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
         "data_root": str(args.data_root) if args.data_root else None,
         "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
         "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(
+    return Runner(
         model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
         progress=not args.quiet,
     )
-    return runner.run()
+
+
+def execute_run(args: argparse.Namespace) -> dict[str, Any]:
+    """``prepare_run``, then train; returns the results document."""
+    return prepare_run(args).run()
 
 
 def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -220,13 +235,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    for path in write_figures(report.load_runs(args.runs), args.out, args.kind, args.format):
+    docs, warnings = report.load_runs(args.runs, args.include_incomplete)
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    for path in write_figures(docs, args.out, args.kind, args.format):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    print(report.compare_table(report.load_runs(args.runs)))
+    docs, warnings = report.load_runs(args.runs, args.include_incomplete)
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    print(report.compare_table(docs))
     return 0
 
 
@@ -234,10 +255,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("benchmarks:")
     for spec in BENCHMARKS.values():
         print(f"  {spec.name:<18}{spec.help}")
-    print("strategies (defaults):")
+    print("strategies (settings: default [range] (source)):")
     for cls in STRATEGIES.values():
-        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        print(f"  {cls.name:<18}{cls.help}\n  {'':<18}paper: {cls.paper}\n  {'':<18}defaults: {defaults}")
+        print(f"  {cls.name:<18}{cls.help}\n  {'':<18}paper: {cls.paper}\n  {'':<18}head: {cls.head}")
+        for head, why in cls.broken_heads.items():
+            print(f"  {'':<18}  (--head {head} breaks it: {why})")
+        for setting in cls.settings:
+            source = f" ({setting.source})" if setting.source else ""
+            print(f"  {'':<18}  {setting.flag} {setting.default} [{setting.range_text()}]{source}")
+        for memory, changes in cls.memory_defaults.items():
+            print(f"  {'':<18}  with --memory {memory}: {', '.join(f'{k}={v}' for k, v in changes.items())}")
     print("models:")
     for spec in MODELS.values():
         print(f"  {spec.name:<18}{spec.help}")
@@ -263,14 +290,18 @@ def build_parser() -> Parser:
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
     runs_help = "run folders (searched for results.json, e.g. seed_*/results.json) or results.json files"
+    incomplete_help = ("also use runs that failed or did not finish all their tasks (left out by default, "
+                       "with a warning naming them)")
     plot = commands.add_parser("plot", help="forgetting curves, accuracy matrices, strategy comparisons")
     plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
     plot.add_argument("-o", "--out", type=Path, required=True, help="folder for the figures")
     plot.add_argument("--kind", choices=[*FIGURE_KINDS, "all"], default="all")
     plot.add_argument("--format", choices=FORMATS, default="png")
+    plot.add_argument("--include-incomplete", action="store_true", help=incomplete_help)
     plot.set_defaults(func=cmd_plot)
     compare = commands.add_parser("compare", help="markdown table: mean ± std per strategy over seeds")
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
+    compare.add_argument("--include-incomplete", action="store_true", help=incomplete_help)
     compare.set_defaults(func=cmd_compare)
     listing = commands.add_parser("list", help="benchmarks, strategies, models and heads")
     listing.set_defaults(func=cmd_list)

@@ -42,7 +42,8 @@ class TaskContext:
     training loop; ``fit`` runs it on this task's data, for strategies that
     train a phase of their own (warm-ups). ``teacher_backbone``, when given,
     is the teacher's backbone as the runner calls it (compiled with
-    ``--compile``).
+    ``--compile``). ``eval_autocast`` is the evaluation precision's
+    autocast, used for the features of ``features_of`` (herding, class means).
     """
 
     task: Task
@@ -58,6 +59,7 @@ class TaskContext:
     normalise: Callable[[torch.Tensor], torch.Tensor]
     trainer: Callable[..., tuple[int, float]]
     teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
+    eval_autocast: Callable[[], AbstractContextManager] | None = None
     _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
 
     @property
@@ -73,7 +75,7 @@ class TaskContext:
         was_training = self.model.training
         self.model.eval()
         chunks = []
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), (self.eval_autocast or self.autocast)():
             for chunk in images.split(batch_size):
                 chunks.append(self.model.features(self.normalise(chunk.to(self.device))).float())
         self.model.train(was_training)
@@ -82,16 +84,20 @@ class TaskContext:
     def teacher_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's (features, logits) for batch ``x``: one forward per batch, no grad.
 
-        Runs under ``torch.inference_mode`` and the run's autocast; the results
-        are cloned out of inference mode so a loss may save them for backward.
+        The backbone runs under ``torch.inference_mode`` and the run's
+        autocast, the head in float32 on its features (as in training); the
+        results are cloned out of inference mode so a loss may save them for
+        backward.
         """
         if self.teacher is None:
             raise RuntimeError("there is no teacher during the first task")
         if self._teacher_cache is not None and self._teacher_cache[0] is x:
             return self._teacher_cache[1]
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode():
             backbone = self.teacher.backbone if self.teacher_backbone is None else self.teacher_backbone
-            features = backbone(x)
+            with self.autocast():
+                features = backbone(x)
+            features = features.float()
             logits = self.teacher.head(features)
         outputs = (features.clone(), logits.clone())
         self._teacher_cache = (x, outputs)

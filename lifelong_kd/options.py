@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -21,6 +22,10 @@ class Option:
 
     def after_task(self, ctx: TaskContext) -> None:
         """Called after the strategy's ``after_task``, before the teacher snapshot."""
+
+    def record(self) -> dict[str, Any]:
+        """The option's name and parameters, as results.json records them."""
+        return {"name": self.name, **vars(self)}
 
 
 class WeightAligning(Option):

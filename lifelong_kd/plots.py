@@ -3,7 +3,8 @@
 Every function takes results documents (``{"config", "matrices", "metrics"}``: a
 run's results.json, or ``report.aggregate`` of several seeds), draws one figure,
 saves it to ``path`` (the suffix picks the format) and returns it; ``title``
-replaces the default title.
+replaces the default title. A run or group that did not finish has its status in
+its label (``report.status_note``): ``lwf (seed 1; failed 2/5)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .report import SETTING_LABELS, Document, aggregate, group_runs, labelled_aggregates, run_labels  # noqa: E402
+from .report import (  # noqa: E402
+    SETTING_LABELS,
+    Document,
+    aggregate,
+    group_runs,
+    labelled_aggregates,
+    run_labels,
+    status_note,
+)
 
 FIGURE_KINDS = ("curves", "matrix", "compare")
 FORMATS = ("png", "svg", "pdf")
@@ -106,7 +115,7 @@ def plot_accuracy_matrices(
 
 
 def _seed_count(agg: Document) -> str:
-    return f"{len(agg['seeds'])} seed{'s' if len(agg['seeds']) > 1 else ''}"
+    return f"{len(agg['seeds'])} seed{'s' if len(agg['seeds']) > 1 else ''}{status_note(agg)}"
 
 
 def _settings_of_any(docs: Sequence[Document], settings: Sequence[str]) -> list[str]:

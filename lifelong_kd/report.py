@@ -5,11 +5,16 @@ A *group* is the runs whose configs are equal once the seed-dependent entries
 order that ``--class-order random`` draws from the seed) are left out; its runs
 differ only in their seed, and ``aggregate`` reduces them to mean and sample
 standard deviation.
+
+A run is *complete* when its status is ``completed`` after all ``config.n_tasks``
+tasks (``is_complete``). ``load_runs`` leaves the others (failed, running,
+interrupted) out unless asked to include them, and says which it left out.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,14 +77,70 @@ def check_same_benchmark(docs: Sequence[Document], sources: Sequence[str]) -> No
         raise UsageError(f"runs of different benchmarks cannot be compared: {listed}; pass one benchmark's runs")
 
 
-def load_runs(paths: Sequence[Path]) -> list[Document]:
-    """Find, read and check the results files under ``paths`` (all of one benchmark)."""
+def is_complete(doc: Document) -> bool:
+    """Whether a run finished: status ``completed`` and ``completed_tasks == config.n_tasks``. For an
+    ``aggregate``, whose status is ``completed`` only when all its runs are, whether all its runs finished."""
+    return doc.get("status") == "completed" and doc.get("completed_tasks") == doc["config"].get("n_tasks")
+
+
+def split_complete(docs: Sequence[Document]) -> tuple[list[Document], list[Document]]:
+    """The complete runs of ``docs`` (``is_complete``) and the others (failed, running, interrupted), in order."""
+    complete = [doc for doc in docs if is_complete(doc)]
+    return complete, [doc for doc in docs if not is_complete(doc)]
+
+
+def _tasks(doc: Document) -> str:
+    return f"{doc.get('completed_tasks', '?')}/{doc['config'].get('n_tasks', '?')}"
+
+
+def progress(doc: Document) -> str:
+    """A run's status (on one line) and its completed / total tasks: ``failed: loss is nan, 2/5 tasks``."""
+    return f"{' '.join(str(doc.get('status', 'no status')).split())}, {_tasks(doc)} tasks"
+
+
+def _status_kind(doc: Document) -> str:
+    """``completed`` for a complete run, else the first word of its status (``failed``, ``running``,
+    ``interrupted``), or ``partial`` for a run that says completed short of its tasks."""
+    kind = str(doc.get("status", "unknown")).split(":", 1)[0]
+    return "partial" if kind == "completed" and not is_complete(doc) else kind
+
+
+def status_text(doc: Document) -> str:
+    """Status and completed / total tasks, short: ``completed 5/5``, ``failed 2/5`` for a run; for an
+    aggregate of unfinished runs, its runs per status and their tasks: ``2 running, 1 failed (3/5)``."""
+    if "statuses" not in doc or is_complete(doc):
+        return f"{_status_kind(doc)} {_tasks(doc)}"
+    return ", ".join(f"{count} {kind}" for kind, count in doc["statuses"].items()) + f" ({_tasks(doc)})"
+
+
+def status_note(doc: Document) -> str:
+    """Nothing for a complete run or aggregate, else ``; `` and its ``status_text``, to add to a label."""
+    return "" if is_complete(doc) else f"; {status_text(doc)}"
+
+
+def load_runs(paths: Sequence[Path], include_incomplete: bool = False) -> tuple[list[Document], list[str]]:
+    """Find, read and check the results files under ``paths`` (all of one benchmark); return the runs
+    to use and the warnings to show (one line each, at most one).
+
+    Incomplete runs (``split_complete``) are left out, with a warning that names their files, status
+    and completed / total tasks, unless ``include_incomplete``: then they are used, and the warning says
+    so. A ``UsageError`` when every run is incomplete and ``include_incomplete`` is false.
+    """
     files = find_results(paths)
     docs = [load_results(path) for path in files]
     for doc, path in zip(docs, files):
         check_document(doc, str(path))
     check_same_benchmark(docs, [str(path) for path in files])
-    return docs
+    complete, incomplete = split_complete(docs)
+    if not incomplete:
+        return docs, []
+    listed = ", ".join(f"{path} ({progress(doc)})" for path, doc in zip(files, docs) if not is_complete(doc))
+    runs = f"{len(incomplete)} unfinished run{'s' if len(incomplete) > 1 else ''}"
+    if include_incomplete:
+        return docs, [f"included {runs} (--include-incomplete): {listed}"]
+    if not complete:
+        raise UsageError(f"none of the runs finished ({runs}; pass --include-incomplete to use them anyway): {listed}")
+    return complete, [f"left out {runs} (pass --include-incomplete to use them): {listed}"]
 
 
 def without_seed(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,10 +188,11 @@ def config_labels(configs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def seeds_text(doc: Document) -> str:
-    """``seed 3`` for a run, ``mean of seeds 0, 1, 2`` for an aggregate."""
+    """``seed 3`` for a run, ``mean of seeds 0, 1, 2`` for an aggregate, with the ``status_note`` of an
+    unfinished one: ``seed 3; failed 2/5``."""
     if "seeds" in doc:
-        return "mean of seeds " + ", ".join(map(str, doc["seeds"]))
-    return f"seed {doc['config']['seed']}"
+        return "mean of seeds " + ", ".join(map(str, doc["seeds"])) + status_note(doc)
+    return f"seed {doc['config']['seed']}{status_note(doc)}"
 
 
 def run_labels(docs: Sequence[Document]) -> list[str]:
@@ -164,9 +226,15 @@ def aggregate(docs: Sequence[Document]) -> Document:
       seeds' forgetting, not the forgetting of the mean matrix);
     - ``curves[setting]``: mean and std of the average accuracy A_i after each task i;
     - ``matrices[setting]``: the cell-wise mean matrix (``None`` where a run has no value);
-    - ``seeds`` (sorted) and the shared ``config`` (``without_seed``).
+    - ``seeds`` (sorted) and the shared ``config`` (``without_seed``);
+    - ``status``: ``completed`` when every run is complete (``is_complete``), else ``incomplete``;
+      ``completed_tasks``, the tasks each run finished; ``statuses``, the number of runs per status
+      (``{"completed": 2, "failed": 1}``), for ``status_text``.
 
-    The runs must have matrices of one shape and distinct seeds.
+    The runs must have distinct seeds and matrices of one shape, so the same number of finished
+    tasks: unfinished runs (included with ``--include-incomplete``) that stopped after another task
+    than the rest of their group are not cut to the tasks all runs share, but refused with a
+    ``UsageError`` that names each run of the group with its status and tasks.
     """
     runs = sorted(docs, key=lambda doc: doc["config"]["seed"])
     seeds = [doc["config"]["seed"] for doc in runs]
@@ -176,9 +244,11 @@ def aggregate(docs: Sequence[Document]) -> Document:
     settings = [name for name in runs[0]["matrices"] if all(name in doc["matrices"] for doc in runs)]
     shapes = {np.shape(doc["matrices"]["class_il"]) for doc in runs}
     if len(shapes) > 1:
+        listed = ", ".join(f"seed {doc['config']['seed']} ({progress(doc)})" for doc in runs)
         raise UsageError(
-            f"the runs of {label} have accuracy matrices of different shapes {sorted(shapes)}: "
-            "a run stopped early; leave it out or re-run it"
+            f"the runs of {label} have accuracy matrices of different shapes {sorted(shapes)}, so they stopped "
+            f"after different tasks and cannot be averaged: {listed}; leave the unfinished ones out "
+            "(without --include-incomplete) or re-run them"
         )
     matrices, statistics, curves = {}, {}, {}
     for setting in settings:
@@ -192,6 +262,9 @@ def aggregate(docs: Sequence[Document]) -> Document:
         "format": AGGREGATE_FORMAT,
         "config": without_seed(runs[0]["config"]),
         "seeds": seeds,
+        "status": "completed" if all(map(is_complete, runs)) else "incomplete",
+        "completed_tasks": len(runs[0]["matrices"]["class_il"]),
+        "statuses": dict(sorted(Counter(map(_status_kind, runs)).items(), key=lambda item: item[0] != "completed")),
         "matrices": matrices,
         "metrics": statistics,
         "curves": curves,
@@ -205,21 +278,22 @@ def labelled_aggregates(docs: Sequence[Document]) -> tuple[list[str], list[Docum
 
 
 def compare_table(docs: Sequence[Document]) -> str:
-    """A markdown table, one row per group of runs: seeds, then mean ± sample std of the final
-    accuracy, average incremental accuracy, forgetting and BWT, class-IL and (where any run has
-    it) task-IL; a group without a setting shows a dash."""
+    """A markdown table, one row per group of runs: seeds, status (``status_text``: ``completed 5/5``,
+    or for a group with unfinished runs ``2 completed, 1 failed (5/5)``), then mean ± sample std of
+    the final accuracy, average incremental accuracy, forgetting and BWT, class-IL and (where any
+    run has it) task-IL; a group without a setting shows a dash."""
     labels, aggregates = labelled_aggregates(docs)
     settings = [s for s in TABLE_SETTINGS if any(s in agg["metrics"] for agg in aggregates)]
-    header = ["strategy", "seeds"]
+    header = ["strategy", "seeds", "status"]
     header += [f"{SETTING_LABELS[setting]} {label}" for setting in settings for label in TABLE_METRICS.values()]
     lines = [
         f"{docs[0]['config']['benchmark']}: mean ± sample std (ddof=1) over seeds",
         "",
         "| " + " | ".join(header) + " |",
-        "|---|---|" + "---:|" * (len(header) - 2),
+        "|---|---|---|" + "---:|" * (len(header) - 3),
     ]
     for label, agg in zip(labels, aggregates):
-        cells = [label, f"{len(agg['seeds'])} ({', '.join(map(str, agg['seeds']))})"]
+        cells = [label, f"{len(agg['seeds'])} ({', '.join(map(str, agg['seeds']))})", status_text(agg)]
         for setting in settings:
             for name in TABLE_METRICS:
                 stats = agg["metrics"].get(setting, {}).get(name)

@@ -59,12 +59,14 @@ def results_document(
 
     ``matrices`` holds ``class_il`` and ``task_il`` (the linear head) and any
     extra classifier's (``nme_class_il``, ...). Row i of each matrix is the
-    evaluation after task i, over all T tasks (future ones included; ``null``
-    where the head has no units for a task).
+    evaluation after task i over all T tasks, ``null`` where a task was not
+    evaluated or cannot be (class-IL of a task whose classes are not seen yet;
+    task-IL where the head has no units). ``baseline`` is the untrained
+    model's task-IL accuracy per task (fixed head), for FWT on task-IL.
     """
     metrics_by_setting = {name: metrics.summary(matrix) for name, matrix in matrices.items()}
-    if baseline is not None and "class_il" in matrices:
-        metrics_by_setting["class_il"]["fwt"] = metrics.fwt(matrices["class_il"], baseline)
+    if baseline is not None and "task_il" in matrices:
+        metrics_by_setting["task_il"]["fwt"] = metrics.fwt(matrices["task_il"], baseline)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "status": status,
@@ -77,7 +79,7 @@ def results_document(
         "timing": timing,
     }
     if baseline is not None:
-        doc["baseline_class_il"] = baseline
+        doc["baseline_task_il"] = baseline
     return doc
 
 

@@ -6,7 +6,11 @@ This is the one training loop of the library (README, "Design notes"). Per task:
     for each epoch, batch: batch ⊕= strategy.replay_batch(); x = augment(batch)
         loss = strategy.loss(ctx, step) + options' terms; SGD step; strategy.after_step(ctx, step)
     strategy.after_task(ctx); options' after_task; teacher = frozen copy of the model
-    R[task] = accuracy on every task's test set; write results.json
+    R[task] = accuracy on the seen tasks' test sets (and the next task's with a fixed head,
+    for FWT; every task's with ``eval_future``); write results.json
+
+The optimiser's settings (lr, momentum, weight decay) are the strategy's
+(``strategy.hparams``); everything else about the loop is ``TrainConfig``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +31,12 @@ from tqdm.auto import tqdm
 from .augment import BatchAugment
 from .context import Step, TaskContext
 from .data import Split, TaskStream
+from .errors import UsageError
+from .evaluation import accuracy_row
 from .models import ContinualModel, frozen_copy
 from .options import Option
 from .results import environment, results_document, write_results
+from .speed import EVAL_PRECISIONS, resolve_amp, resolve_compile
 from .strategies import Strategy
 
 LossFn = Callable[[TaskContext, Step], torch.Tensor]
@@ -41,23 +48,48 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of the training loop shared by every strategy."""
+    """Options of the training loop shared by every strategy.
+
+    ``amp`` (auto | bf16 | off) and ``compile`` (auto | on | off) are resolved
+    by the runner (``lifelong_kd.speed``); ``channels_last`` applies to the
+    convolutional backbones. ``eval_precision`` is ``train`` (the backbone at
+    the training precision, the head in float32) or ``fp32``.
+    ``eval_future`` evaluates every future task too (task-IL, where the head
+    has units for it).
+    """
 
     epochs: int = 1
     batch_size: int = 32
-    lr: float = 0.1
     optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
     schedule: str = "none"
     milestones: tuple[int, ...] = ()
     eval_batch_size: int = 512
     device: str = "cpu"
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: str = "auto"
+    eval_precision: str = "train"
+    eval_future: bool = False
     seed: int = 0
     log_every: int = 25
+
+    def resolved(self, train_images: int) -> tuple[TrainConfig, dict[str, str]]:
+        """This config with ``auto`` replaced by what the device does fast, and the reasons."""
+        device = torch.device(self.device)
+        amp, amp_reason = resolve_amp(self.amp, device)
+        compile_, compile_reason = resolve_compile(self.compile, device, train_images)
+        if self.eval_precision not in EVAL_PRECISIONS:
+            raise UsageError(
+                f"unknown --eval-precision '{self.eval_precision}': choose from {', '.join(EVAL_PRECISIONS)}"
+            )
+        eval_precision = "bf16" if self.eval_precision == "train" and amp == "bf16" else "fp32"
+        config = replace(self, amp=amp, compile="on" if compile_ else "off", eval_precision=eval_precision)
+        reasons = {
+            "amp": f"{self.amp} -> {amp} ({amp_reason})",
+            "compile": f"{self.compile} -> {config.compile} ({compile_reason})",
+            "eval_precision": f"{self.eval_precision} -> {eval_precision} backbone, float32 head",
+        }
+        return config, reasons
 
 
 def seed_everything(seed: int) -> None:
@@ -77,8 +109,8 @@ class Runner:
 
     ``options`` (weight aligning, feature distillation) add to any strategy.
     ``out_dir``, when given, receives ``results.json`` after every task.
-    ``run_config`` is recorded in it (with the class order and strategy
-    hyperparameters added).
+    ``run_config`` is recorded in it, with the resolved loop config, the
+    strategy's resolved settings, the options' parameters and the class order.
     """
 
     def __init__(
@@ -86,7 +118,7 @@ class Runner:
         model: ContinualModel,
         strategy: Strategy,
         stream: TaskStream,
-        config: TrainConfig,
+        config: TrainConfig = TrainConfig(),
         *,
         options: list[Option] | None = None,
         out_dir: Path | None = None,
@@ -95,11 +127,12 @@ class Runner:
     ) -> None:
         self.options = options or []
         self.device = torch.device(config.device)
-        self.config = config
+        train_images = config.epochs * sum(len(task.train) for task in stream)
+        self.config, speed_choices = config.resolved(train_images)
         self.stream = stream
         self.strategy = strategy
         self.model = model.to(self.device)
-        if config.channels_last:
+        if self.config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.teacher: ContinualModel | None = None
         self.train_backbone = self.compiled(self.model.backbone)
@@ -107,41 +140,56 @@ class Runner:
         self.out_dir = out_dir
         self.progress = progress
         self.augment = BatchAugment(
-            stream.mean, stream.std, stream.crop_padding, stream.hflip, self.device, config.channels_last
+            stream.mean, stream.std, stream.crop_padding, stream.hflip, self.device, self.config.channels_last
         )
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.run_config = {
             **(run_config or {}),
-            "train": asdict(config),
+            "head": model.head_kind,
+            "train": asdict(self.config),
+            "speed_choices": speed_choices,
             "strategy": strategy.name,
             "hparams": strategy.hparams,
-            "options": [option.name for option in self.options],
+            "options": [option.record() for option in self.options],
             "class_order": list(stream.class_order),
             "class_names": [stream.class_names[c] for c in stream.class_order],
-            "seed": config.seed,
+            "seed": self.config.seed,
         }
         self.env = environment(self.device)
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
 
     def compiled(self, backbone: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``torch.compile(backbone)`` with ``--compile``, else the backbone itself.
+        """``torch.compile(backbone)`` when compiling, else the backbone itself.
 
         The compiled wrapper lives beside the model, never inside it, so the
         model deep-copies into a teacher and saves its state as usual; its
         parameters are the model's own. Training and the teacher's forward use
         it; evaluation runs eagerly (other batch sizes, no recompiles).
         """
-        return torch.compile(backbone) if self.config.compile else backbone
+        return torch.compile(backbone) if self.config.compile == "on" else backbone
 
     def autocast(self) -> AbstractContextManager:
-        """bf16 autocast when ``amp == "bf16"``, else a no-op context."""
+        """bf16 autocast when the run trains in bf16, else a no-op context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
+
+    def eval_autocast(self) -> AbstractContextManager:
+        """The evaluation precision's autocast: the training one, or none for ``fp32``."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.eval_precision == "bf16")
+
+    def tasks_to_evaluate(self, task_index: int) -> list[int]:
+        """The seen tasks, the next one with a fixed head (FWT needs R[i, i+1]), or all with ``eval_future``."""
+        if self.config.eval_future:
+            return list(range(len(self.stream)))
+        last = task_index + 1 if self.model.head_kind == "fixed" else task_index
+        return list(range(min(last, len(self.stream) - 1) + 1))
 
     def run(self) -> dict[str, Any]:
         """Train the whole stream; return the results document (also written to ``out_dir``)."""
         matrices: dict[str, list[list[float | None]]] = {}
         timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": []}
-        baseline = self.evaluate()["class_il"] if self.model.head_kind == "fixed" else None
+        baseline = None
+        if self.model.head_kind == "fixed":
+            baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
         n_old = 0
         doc: dict[str, Any] = {}
         for task in self.stream:
@@ -150,6 +198,7 @@ class Runner:
             ctx = TaskContext(
                 task, self.stream, self.model, self.teacher, n_old, n_seen, self.device, self.config.seed,
                 self.config.batch_size, self.autocast, self.augment.eval, self.fit, self.teacher_backbone,
+                self.eval_autocast,
             )
             start = time.perf_counter()
             try:
@@ -169,8 +218,9 @@ class Runner:
             self.teacher = frozen_copy(self.model)
             self.teacher_backbone = self.compiled(self.teacher.backbone)
             start = time.perf_counter()
-            for name, row in self.evaluate().items():
-                matrices.setdefault(name, []).append(row)
+            for name, row in self.evaluate(n_seen, self.tasks_to_evaluate(task.index)).items():
+                earlier = [[None] * len(self.stream) for _ in range(task.index)]
+                matrices.setdefault(name, earlier).append(row)
             timing["eval_seconds"].append(time.perf_counter() - start)
             n_old = n_seen
             status = "completed" if task.index == len(self.stream) - 1 else "running"
@@ -194,13 +244,17 @@ class Runner:
 
         ``loss`` replaces the strategy's loss for a strategy's own phase (a
         warm-up); such a phase draws no replay and adds no option terms. The
+        backbone runs under the run's autocast; the head runs in float32 on
+        its features, so every loss and every stored logit is float32. The
         only host syncs are every ``log_every`` steps, to show the mean loss
         and stop on a NaN. A final batch of one sample is skipped (BatchNorm).
         """
         cfg = self.config
         model = self.model
+        hparams = self.strategy.hparams
         params = list(model.parameters() if parameters is None else parameters)
-        optimizer = _make_optimizer(params, cfg, cfg.weight_decay if weight_decay is None else weight_decay)
+        decay = hparams["weight_decay"] if weight_decay is None else weight_decay
+        optimizer = _make_optimizer(params, cfg.optimizer, hparams["lr"], hparams["momentum"], decay)
         scheduler = _make_scheduler(optimizer, cfg, epochs)
         loss_fn = loss or self.strategy.loss
         x_all = split.x.to(self.device)
@@ -227,12 +281,13 @@ class Runner:
                     x = self.augment.train(raw, self.generator)
                     with self.autocast():
                         features = self.train_backbone(x)
-                        step = Step(raw, x, y, len(index), features, model.head(features), replay)
-                        value = loss_fn(ctx, step)
-                        if loss is None:
-                            for option in self.options:
-                                term = option.loss(ctx, step)
-                                value = value if term is None else value + term
+                    features = features.float()
+                    step = Step(raw, x, y, len(index), features, model.head(features), replay)
+                    value = loss_fn(ctx, step)
+                    if loss is None:
+                        for option in self.options:
+                            term = option.loss(ctx, step)
+                            value = value if term is None else value + term
                     optimizer.zero_grad(set_to_none=True)
                     value.backward()
                     optimizer.step()
@@ -252,45 +307,13 @@ class Runner:
         _sync(self.device)
         return images, time.perf_counter() - start
 
-    @torch.inference_mode()
-    def evaluate(self) -> dict[str, list[float | None]]:
-        """Accuracy (percent) on every task's test set, class-IL and task-IL.
-
-        Class-IL: arg-max over all the head's units. Task-IL: arg-max over the
-        evaluated task's units only; None when the head has none for it yet.
-        A strategy's extra classifiers (``eval_scores``) are evaluated the same
-        way, as ``<name>_class_il`` and ``<name>_task_il``.
-        """
-        model = self.model
-        model.eval()
-        correct: dict[str, list[torch.Tensor | None]] = {}
-        sizes = []
-        for task in self.stream:
-            low, high = task.classes[0], task.classes[-1] + 1
-            counts: dict[str, torch.Tensor] = {}
-            x_all, y_all = self.test_sets[task.index]
-            for begin in range(0, len(y_all), self.config.eval_batch_size):
-                y = y_all[begin : begin + self.config.eval_batch_size]
-                with self.autocast():
-                    features = model.features(self.augment.eval(x_all[begin : begin + self.config.eval_batch_size]))
-                    scores = {"": model.head(features).float(), **self.strategy.eval_scores(features)}
-                for name, score in scores.items():
-                    prefix = f"{name}_" if name else ""
-                    hits = (score.argmax(1) == y).sum()
-                    counts[f"{prefix}class_il"] = counts.get(f"{prefix}class_il", 0) + hits
-                    if high <= score.shape[1]:
-                        task_hits = (score[:, low:high].argmax(1) + low == y).sum()
-                        counts[f"{prefix}task_il"] = counts.get(f"{prefix}task_il", 0) + task_hits
-            for name in counts:
-                correct.setdefault(name, []).append(counts[name])
-            for name in correct:
-                if name not in counts:
-                    correct[name].append(None)
-            sizes.append(len(y_all))
-        return {
-            name: [None if c is None else 100.0 * float(c) / n for c, n in zip(values, sizes)]
-            for name, values in correct.items()
-        }
+    def evaluate(self, n_seen: int, evaluated: Iterable[int]) -> dict[str, list[float | None]]:
+        """One row of every accuracy matrix (``lifelong_kd.evaluation.accuracy_row``)."""
+        return accuracy_row(
+            self.model, self.stream, self.test_sets, n_seen, list(evaluated),
+            extra_scores=self.strategy.eval_scores, normalise=self.augment.eval, autocast=self.eval_autocast,
+            batch_size=self.config.eval_batch_size,
+        )
 
 
 def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskContext, epoch: int) -> None:
@@ -303,10 +326,12 @@ def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskConte
     bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
 
 
-def _make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, weight_decay: float) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
+def _make_optimizer(
+    params: list[torch.nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epochs: int) -> Any:

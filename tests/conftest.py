@@ -43,7 +43,9 @@ def tiny_model(stream: TaskStream, head: str = "incremental", seed: int = 0):
 
 
 def tiny_config(**changes) -> TrainConfig:
-    options = {"epochs": 2, "batch_size": 16, "lr": 0.05, "eval_batch_size": 64, "log_every": 3}
+    """The tests' loop: exact float32 eager numerics unless a test asks otherwise."""
+    options = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "log_every": 3,
+               "amp": "off", "channels_last": False, "compile": "off"}
     options.update(changes)
     return TrainConfig(**options)
 

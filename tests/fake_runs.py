@@ -18,14 +18,16 @@ ER_HPARAMS = {"lr": 0.1, "memory": 200}
 
 
 def fake_run(
-    strategy: str, seed: int, matrices: dict[str, list], benchmark: str = "tiny", **config: Any
+    strategy: str, seed: int, matrices: dict[str, list], benchmark: str = "tiny", status: str = "completed",
+    **config: Any,
 ) -> dict[str, Any]:
-    """A results document as the runner writes it, for the given matrices."""
+    """A results document as the runner writes it, for the given matrices (one row per completed task;
+    ``n_tasks=...`` sets the stream's length, by default the number of rows)."""
     run_config = {"benchmark": benchmark, "n_tasks": len(matrices["class_il"]), "strategy": strategy, "seed": seed,
                   "hparams": {"lr": 0.1}, "train": {"epochs": 1, "seed": seed},
                   "command": f"lifelong-kd run --seed {seed} --out runs/{strategy}-{seed}", **config}
     timing = {"train_seconds": [1.0] * len(matrices["class_il"])}
-    return results_document(run_config, {"device": "cpu"}, matrices, timing, "completed")
+    return results_document(run_config, {"device": "cpu"}, matrices, timing, status)
 
 
 def fake_docs() -> list[dict[str, Any]]:

@@ -1,3 +1,4 @@
+import functools
 import importlib
 import re
 import sys
@@ -18,6 +19,7 @@ from avalanche.training.supervised import Naive  # noqa: E402
 from conftest import make_tiny_stream, tiny_model  # noqa: E402
 
 from lifelong_kd import metrics  # noqa: E402
+from lifelong_kd.augment import BatchAugment  # noqa: E402
 from lifelong_kd.avalanche import (  # noqa: E402
     DERPlugin,
     KDMSEPlugin,
@@ -30,7 +32,9 @@ from lifelong_kd.avalanche import (  # noqa: E402
 from lifelong_kd.buffer import ReplayBuffer  # noqa: E402
 from lifelong_kd.context import Step, TaskContext  # noqa: E402
 from lifelong_kd.losses import kl_distillation, mse_distillation  # noqa: E402
+from lifelong_kd.models import ContinualModel  # noqa: E402
 from lifelong_kd.strategies import build_strategy  # noqa: E402
+from lifelong_kd.strategies.base import classification_loss  # noqa: E402
 
 
 class Recorder(SupervisedPlugin):
@@ -158,6 +162,25 @@ def test_lwf_plugin_with_multi_head_classifier_distils_each_old_head():
     for _, loss, ce, heads in last:
         expected = sum(kl_distillation(s[:, :2], t[:, :2], 2.0).item() for s, t in heads.values())
         assert loss - ce == pytest.approx(0.5 * expected, rel=1e-4, abs=1e-6)
+        assert _runner_multi_head_lwf_term(stream, heads, alpha=0.5) == pytest.approx(loss - ce, rel=1e-4, abs=1e-6)
+
+
+def _runner_multi_head_lwf_term(stream, heads, alpha):
+    """Our runner's LwF term (``ce_plus_distillation`` minus its CE) for a multi-head model whose old
+    heads give the recorded (student, teacher) logits: a teacher that returns its input, fed the
+    teacher's heads side by side, and a student whose logits are the student's heads side by side."""
+    student = torch.cat([s[:, :2] for s, _ in heads.values()], dim=1)
+    teacher_logits = torch.cat([t[:, :2] for _, t in heads.values()], dim=1)
+    identity = ContinualModel(nn.Identity(), nn.Identity(), "multi")
+    model = ContinualModel(nn.Identity(), nn.Identity(), "multi")
+    n_old = student.shape[1]
+    logits = torch.cat([student, torch.zeros(len(student), 2)], dim=1)
+    y = torch.full((len(student),), n_old)
+    ctx = TaskContext(stream.tasks[2], stream, model, identity, n_old, n_old + 2, torch.device("cpu"), 0, 8,
+                      lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+    step = Step(teacher_logits, teacher_logits, y, len(y), None, logits)
+    strategy = build_strategy("lwf", alpha=alpha, temperature=2.0)
+    return (strategy.loss(ctx, step) - classification_loss(ctx, y, logits)).item()
 
 
 def test_der_plugin_with_multi_head_classifier_replays_with_task_labels():
@@ -185,16 +208,36 @@ class DERRecorder(Recorder):
         )
 
 
-@pytest.mark.parametrize("name,alpha,beta", [("der", 0.5, 0.0), ("derpp", 0.3, 0.5), ("der", 0.0, 0.0)])
-def test_der_plugin_in_naive_adds_exactly_our_der_terms(name, alpha, beta):
+def _device_augment(stream, seed=0):
+    """Our runner's batched crop + flip + normalisation for uint8 batches, as a one-argument transform."""
+    augment = BatchAugment(stream.mean, stream.std, stream.crop_padding, stream.hflip)
+    return functools.partial(augment.train, generator=torch.Generator().manual_seed(seed))
+
+
+def _der_setup(stream, fresh):
+    """(benchmark, plugin options): per-sample augmentation by the benchmark, replayed as stored, or
+    (``fresh``) un-augmented uint8 training images that the plugin augments on the device at each draw."""
+    if fresh:
+        raw = to_avalanche_benchmark(stream, augment=False, normalise_train=False)
+        return raw, {"augment": _device_augment(stream)}
+    return to_avalanche_benchmark(stream), {}
+
+
+@pytest.mark.parametrize("name,alpha,beta,fresh", [
+    ("der", 0.5, 0.0, False), ("derpp", 0.3, 0.5, False), ("der", 0.0, 0.0, False),
+    ("der", 0.5, 0.0, True), ("derpp", 0.3, 0.5, True),
+])
+def test_der_plugin_in_naive_adds_exactly_our_der_terms(name, alpha, beta, fresh):
     stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
     model = tiny_model(stream, head="fixed")
-    plugin = DERPlugin(mem_size=12, alpha=alpha, beta=beta)
+    benchmark, options = _der_setup(stream, fresh)
+    plugin = DERPlugin(mem_size=12, alpha=alpha, beta=beta, **options)
     recorder = DERRecorder(plugin)
     strategy = _naive(model, [plugin, recorder])
-    for experience in to_avalanche_benchmark(stream).train_stream:
+    for experience in benchmark.train_stream:
         strategy.train(experience)
     assert len(plugin.buffer) == 12 and plugin.buffer.seen == 32
+    assert plugin.buffer.x.dtype == (torch.uint8 if fresh else torch.float32)  # stored before augmentation
     first, second = recorder.records[:2]
     assert first["replay"] is None and first["loss"].item() == pytest.approx(first["ce"].item())
     assert torch.equal(second["memory_logits"][:8], first["logits"])  # stored as produced, before the update
@@ -212,6 +255,80 @@ def test_der_plugin_in_naive_adds_exactly_our_der_terms(name, alpha, beta):
         assert ours.loss(ctx, step).item() == pytest.approx(record["loss"].item(), rel=1e-5)
         if alpha == 0.0:
             assert record["loss"].item() == pytest.approx(record["ce"].item())
+
+
+class ForwardRecorder(SupervisedPlugin):
+    """Placed after the DER plugin: records the forward batch (current rows, then replayed) it built."""
+
+    def __init__(self, plugin):
+        super().__init__()
+        self.plugin = plugin
+        self.records = []
+
+    def before_forward(self, strategy, **kwargs):
+        sample = self.plugin.sample
+        self.records.append({
+            "raw": self.plugin.current_x.clone(),
+            "x": strategy.mb_x.detach().clone(),
+            "index": None if sample is None else sample.index.clone(),
+            "stored": None if sample is None else self.plugin.buffer.x[sample.index].clone(),
+        })
+
+
+def _replayed_by_slot(record, n_current):
+    """The replayed rows of a recorded forward batch, keyed by their memory slot."""
+    return {int(slot): row for slot, row in zip(record["index"], record["x"][n_current:])}
+
+
+def test_der_plugin_augments_replayed_samples_afresh_at_each_draw():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = tiny_model(stream, head="fixed")
+    benchmark = to_avalanche_benchmark(stream, augment=False, normalise_train=False)  # uint8, not augmented
+    augment = BatchAugment(stream.mean, stream.std, stream.crop_padding, stream.hflip)
+    generator = torch.Generator().manual_seed(0)
+    states = []
+
+    def recorded_augment(x):
+        states.append(generator.get_state())
+        return augment.train(x, generator)
+
+    plugin = DERPlugin(mem_size=4, alpha=0.3, augment=recorded_augment)
+    recorder = ForwardRecorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    strategy.train(benchmark.train_stream[0])  # 2 steps of 8: the second replays all 4 slots
+    task = stream.tasks[1].train
+    frozen = plugin.buffer.x.clone()
+    for _ in range(2):  # two more draws on one minibatch, memory unchanged: every slot drawn twice
+        strategy.mbatch = [task.x[:8].clone(), task.y[:8].clone(), torch.zeros(8, dtype=torch.long)]
+        plugin.before_forward(strategy)
+        recorder.before_forward(strategy)
+    assert torch.equal(plugin.buffer.x, frozen)
+    train_images = {bytes(image.numpy()) for task in stream for image in task.train.x}
+    assert plugin.buffer.x.dtype == torch.uint8 and all(bytes(x.numpy()) in train_images for x in frozen)
+    for record, state in zip(recorder.records[1:], states[1:]):
+        # the forward batch is exactly augment(current rows + stored rows), in one call
+        expected = augment.train(torch.cat([record["raw"], record["stored"]]), torch.Generator().set_state(state))
+        assert torch.equal(record["x"], expected)
+    first, second = (_replayed_by_slot(r, 8) for r in recorder.records[-2:])
+    assert set(first) == set(second) == {0, 1, 2, 3}
+    assert any(not torch.equal(first[slot], second[slot]) for slot in first)  # fresh views of the same samples
+
+
+def test_der_plugin_with_identity_augment_replays_the_stored_inputs_exactly():
+    stream = make_tiny_stream(num_classes=4, n_tasks=2, per_class=8)
+    model = tiny_model(stream, head="fixed")
+    benchmark = to_avalanche_benchmark(stream, augment=False)  # normalised, not augmented
+    plugin = DERPlugin(mem_size=12, alpha=0.3, augment=lambda x: x)
+    recorder = ForwardRecorder(plugin)
+    strategy = _naive(model, [plugin, recorder])
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+    normalised = {bytes(item[0].numpy()) for experience in benchmark.train_stream for item in experience.dataset}
+    replayed = [r for r in recorder.records if r["index"] is not None]
+    assert len(replayed) == 3
+    for record in replayed:
+        assert torch.equal(record["x"], torch.cat([record["raw"], record["stored"]]))
+        assert all(bytes(x.numpy()) in normalised for x in record["x"])
 
 
 def test_der_plugin_forwards_current_and_replayed_samples_together():

@@ -23,7 +23,10 @@ def test_run_end_to_end_prints_summary(tmp_path, capsys):
     assert "class-IL" in printed and "task-IL" in printed and "forgetting" in printed
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "completed" and doc["config"]["strategy"] == "kd-mse"
-    assert doc["config"]["train"]["lr"] == 0.03  # the strategy's default
+    assert doc["config"]["hparams"]["lr"] == 0.03 and doc["config"]["hparams"]["alpha"] == 0.15  # kd-mse's defaults
+    assert "lr" not in doc["config"]["train"]  # one home per setting
+    assert doc["config"]["train"]["amp"] in ("bf16", "off") and doc["config"]["train"]["compile"] == "off"
+    assert doc["config"]["speed_choices"]["amp"].startswith("auto -> ")
 
 
 def test_demo_writes_results_and_figure(tmp_path, capsys):
@@ -59,7 +62,7 @@ def occupied(tmp_path):
     ([*DIGITS_RUN, "--epochs", "0"], "out of range"),
     ([*DIGITS_RUN, "--lr", "-1"], "out of range"),
     ([*DIGITS_RUN, "--temperature", "0"], "out of range"),
-    ([*DIGITS_RUN, "--strategy", "finetune", "--alpha", "1"], "takes no option alpha"),
+    ([*DIGITS_RUN, "--strategy", "finetune", "--alpha", "1"], "takes no option --alpha"),
     ([*DIGITS_RUN, "--schedule", "multistep"], "--milestones"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_overwritten(argv, fix, tmp_path, capsys):

@@ -2,8 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from fake_runs import fake_docs, write_fake_runs
+from fake_runs import FINETUNE, fake_docs, fake_run, write_fake_runs
 
+from lifelong_kd import metrics
 from lifelong_kd.cli import main
 from lifelong_kd.report import compare_table
 from lifelong_kd.results import write_results
@@ -42,7 +43,7 @@ def test_compare_prints_the_markdown_table(runs, capsys):
     assert main(["compare", str(runs / "finetune"), str(runs / "er" / "results.json")]) == 0
     printed = capsys.readouterr().out
     assert printed == compare_table(fake_docs()) + "\n"
-    assert "| finetune | 2 (0, 1) | 40.00 ± 7.07 | 55.00 ± 10.61 |" in printed
+    assert "| finetune | 2 (0, 1) | completed 2/2 | 40.00 ± 7.07 | 55.00 ± 10.61 |" in printed
 
 
 def _error_line(capsys) -> str:
@@ -69,6 +70,54 @@ def test_bad_runs_exit_2_with_one_line(command, runs, tmp_path, capsys):
     assert main([command, str(runs), *out]) == 2
     assert "no accuracy matrices" in _error_line(capsys)
     assert not (tmp_path / "figures").exists()
+
+
+FAILED = {"class_il": [[50.0, 0.0], [20.0, 30.0]], "task_il": [[50.0, None], [40.0, 50.0]]}
+
+
+def _add_failed_run(runs):
+    """finetune seed 2, failed after 2/2 tasks (class-IL final accuracy 25); returns its file."""
+    failed = runs / "finetune" / "seed_2" / "results.json"
+    write_results(failed, fake_run("finetune", 2, FAILED, status="failed: loss is nan"))
+    return failed
+
+
+def test_compare_leaves_a_failed_run_out_of_the_mean(runs, capsys):
+    failed = _add_failed_run(runs)
+    assert main(["compare", str(runs)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"lifelong-kd: warning: left out 1 unfinished run (pass --include-incomplete to use "
+                            f"them): {failed} (failed: loss is nan, 2/2 tasks)\n")
+    completed_only = np.mean([metrics.final_accuracy(m["class_il"]) for m in FINETUNE.values()])
+    assert f"| finetune | 2 (0, 1) | completed 2/2 | {completed_only:.2f} ± 7.07 |" in captured.out
+    assert main(["compare", str(runs), "--include-incomplete"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("lifelong-kd: warning: included 1 unfinished run (--include-incomplete): ")
+    all_three = [metrics.final_accuracy(m["class_il"]) for m in [*FINETUNE.values(), FAILED]]
+    row = f"| finetune | 3 (0, 1, 2) | 2 completed, 1 failed (2/2) | {np.mean(all_three):.2f} ± "
+    assert row + f"{np.std(all_three, ddof=1):.2f} |" in captured.out
+
+
+def test_plot_leaves_a_failed_run_out_unless_included(runs, tmp_path, capsys):
+    failed = _add_failed_run(runs)
+    out = tmp_path / "figures"
+    assert main(["plot", str(runs), "-o", str(out), "--kind", "compare"]) == 0
+    err = _error_line(capsys)
+    assert err.startswith("lifelong-kd: warning: left out 1 unfinished run") and str(failed) in err
+    assert main(["plot", str(runs), "-o", str(out), "--kind", "compare", "--include-incomplete"]) == 0
+    assert "included 1 unfinished run" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["plot", "compare"])
+def test_only_unfinished_runs_exit_2_naming_the_flag(command, runs, tmp_path, capsys):
+    out = ["-o", str(tmp_path / "figures")] if command == "plot" else []
+    failed = _add_failed_run(runs)
+    assert main([command, str(failed), *out]) == 2
+    err = _error_line(capsys)
+    assert err.startswith("lifelong-kd: error: none of the runs finished (1 unfinished run; pass --include-incomplete")
+    assert f"{failed} (failed: loss is nan, 2/2 tasks)" in err
+    assert not (tmp_path / "figures").exists()
+    assert main([command, str(failed), *out, "--include-incomplete"]) == 0
 
 
 TINY_RUN = ["run", "--benchmark", "split-digits", "--n-tasks", "2", "--max-train-per-class", "8", "--model",

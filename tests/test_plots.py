@@ -16,8 +16,7 @@ TASK_IL = [[90.0, None, None], [85.0, 80.0, None], [75.0, 78.0, 70.0]]
 
 
 def test_forgetting_curves_draw_the_matrix(tmp_path):
-    doc = {"config": {"strategy": "lwf", "seed": 1, "benchmark": "tiny"},
-           "matrices": {"class_il": MATRIX, "task_il": TASK_IL}}
+    doc = fake_run("lwf", 1, {"class_il": MATRIX, "task_il": TASK_IL})
     path = tmp_path / "curves.png"
     fig = plot_forgetting_curves([doc, doc], path)
     assert path.stat().st_size > 5_000
@@ -90,3 +89,14 @@ def test_final_metrics_bars_are_means_with_std_error_bars(tmp_path):
         assert half_widths == pytest.approx([np.std(finetune, ddof=1), np.std(lwf, ddof=1)])
         assert [tick.get_text() for tick in ax.get_xticklabels()] == ["finetune\n(2 seeds)", "lwf\n(3 seeds)"]
     assert fig.axes[0].get_ylabel() == "final accuracy (%)" and "forgetting" in fig.axes[1].get_ylabel()
+
+
+def test_unfinished_runs_have_their_status_in_the_labels(tmp_path):
+    stopped = {"class_il": MATRIX[:2], "task_il": TASK_IL[:2]}
+    failed = fake_run("lwf", 1, stopped, status="failed: loss is nan", n_tasks=3)
+    fig = plot_forgetting_curves([failed], tmp_path / "curves.png")
+    assert fig.axes[0].get_title() == "lwf (seed 1; failed 2/3)"
+    running = [fake_run("lwf", seed, stopped, status="running", n_tasks=3) for seed in (0, 2)]
+    fig = plot_strategy_comparison([*fake_docs(), *running], tmp_path / "compare.png")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["finetune (2 seeds)", "er M=200 (1 seed)", "lwf (2 seeds; 2 running (2/3))"]

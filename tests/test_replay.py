@@ -170,7 +170,8 @@ def test_memory_seed_follows_the_run_seed(tiny_stream):
 def test_fixed_head_with_nme_evaluates_every_task():
     stream = make_tiny_stream()
     model = tiny_model(stream, head="fixed")
-    doc = Runner(model, build_strategy("icarl", lr=0.05, memory=12), stream, tiny_config(), progress=False).run()
+    config = tiny_config(eval_future=True)
+    doc = Runner(model, build_strategy("icarl", lr=0.05, memory=12), stream, config, progress=False).run()
     assert doc["matrices"]["nme_task_il"][0][1:] == [None, None]
     assert all(v is not None for v in doc["matrices"]["task_il"][0])
 
@@ -196,9 +197,9 @@ def test_replay_options_are_validated():
         build_strategy("er", memory_policy="fifo")
     with pytest.raises(UsageError, match="reservoir"):
         build_strategy("der", memory_policy="class-balanced")
-    with pytest.raises(UsageError, match="herding or class-balanced"):
+    with pytest.raises(UsageError, match="choose from herding, class-balanced"):
         build_strategy("icarl", memory_policy="reservoir")
-    with pytest.raises(UsageError, match="reservoir or class-balanced"):
+    with pytest.raises(UsageError, match="choose from reservoir, class-balanced"):
         build_strategy("er", memory_policy="herding")
     assert build_strategy("derpp", memory=200).hparams["alpha"] == 0.1
     assert build_strategy("derpp", memory=500).hparams["alpha"] == 0.2

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_runs import ER_HPARAMS, fake_docs, fake_run, write_fake_runs
+from fake_runs import ER_HPARAMS, FINETUNE, fake_docs, fake_run, write_fake_runs
 
 from lifelong_kd import metrics
 from lifelong_kd.errors import UsageError
@@ -12,9 +12,11 @@ from lifelong_kd.report import (
     config_labels,
     find_results,
     group_runs,
+    is_complete,
     load_runs,
     mean_and_std,
     run_labels,
+    split_complete,
 )
 from lifelong_kd.results import write_results
 
@@ -79,12 +81,13 @@ def test_compare_table_is_mean_and_sample_std_per_strategy():
     expected = "\n".join([
         "tiny: mean ± sample std (ddof=1) over seeds",
         "",
-        "| strategy | seeds | class-IL final acc | class-IL avg inc acc | class-IL forgetting | class-IL BWT "
-        "| task-IL final acc | task-IL avg inc acc | task-IL forgetting | task-IL BWT |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| finetune | 2 (0, 1) | 40.00 ± 7.07 | 55.00 ± 10.61 | 70.00 ± 14.14 | -70.00 ± 14.14 "
+        "| strategy | seeds | status | class-IL final acc | class-IL avg inc acc | class-IL forgetting "
+        "| class-IL BWT | task-IL final acc | task-IL avg inc acc | task-IL forgetting | task-IL BWT |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| finetune | 2 (0, 1) | completed 2/2 | 40.00 ± 7.07 | 55.00 ± 10.61 | 70.00 ± 14.14 | -70.00 ± 14.14 "
         "| 62.50 ± 10.61 | 66.25 ± 12.37 | 25.00 ± 7.07 | -25.00 ± 7.07 |",
-        "| er M=200 | 1 (3) | 65.00 ± 0.00 | 77.50 ± 0.00 | 45.00 ± 0.00 | -45.00 ± 0.00 | — | — | — | — |",
+        "| er M=200 | 1 (3) | completed 2/2 | 65.00 ± 0.00 | 77.50 ± 0.00 | 45.00 ± 0.00 | -45.00 ± 0.00 "
+        "| — | — | — | — |",
     ])
     assert compare_table(fake_docs()) == expected
 
@@ -96,7 +99,8 @@ def test_find_results_searches_folders_recursively(tmp_path):
                 root / "finetune" / "seed_1" / "results.json"]
     assert find_results([root]) == expected
     assert find_results([root / "er" / "results.json", root / "finetune"]) == expected
-    assert [doc["config"]["seed"] for doc in load_runs([root])] == [3, 0, 1]
+    docs, warnings = load_runs([root])
+    assert [doc["config"]["seed"] for doc in docs] == [3, 0, 1] and warnings == []
 
 
 def _error(function, *args) -> str:
@@ -127,10 +131,96 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 def test_aggregate_refuses_repeated_seeds_and_unequal_runs():
     run = fake_run("lwf", 0, {"class_il": [[50.0, 0.0], [20.0, 60.0]]})
     assert "seed appears twice" in _error(aggregate, [run, run])
-    stopped_early = fake_run("lwf", 1, {"class_il": [[50.0, 0.0]]})
-    assert "different shapes" in _error(aggregate, [run, stopped_early])
+    stopped_early = fake_run("lwf", 1, {"class_il": [[50.0, 0.0]]}, status="failed: loss is nan", n_tasks=2)
+    message = _error(aggregate, [run, stopped_early])
+    assert "different shapes" in message and "cannot be averaged" in message
+    assert "seed 0 (completed, 2/2 tasks), seed 1 (failed: loss is nan, 1/2 tasks)" in message
 
 
 def test_aggregate_document_is_json(tmp_path):
     agg = aggregate(fake_docs()[:2])
     assert json.loads(json.dumps(agg)) == agg
+
+
+# finetune seed 2 failed after its last task's evaluation (so its matrix has the group's shape): class-IL
+# final accuracy (20 + 30) / 2 = 25, task-IL (40 + 50) / 2 = 45.
+FAILED = {"class_il": [[50.0, 0.0], [20.0, 30.0]], "task_il": [[50.0, None], [40.0, 50.0]]}
+
+
+def _with_unfinished(root):
+    """The fake runs plus finetune seed 2, failed after 2/2 tasks; returns the failed run's file."""
+    write_fake_runs(root)
+    failed = root / "finetune" / "seed_2" / "results.json"
+    write_results(failed, fake_run("finetune", 2, FAILED, status="failed: loss is nan"))
+    return failed
+
+
+def test_complete_means_status_completed_after_all_tasks():
+    done, failed = fake_docs()[0], fake_run("finetune", 2, FAILED, status="failed: loss is nan")
+    running = fake_run("lwf", 0, {"class_il": [[50.0, 0.0]]}, status="running", n_tasks=2)
+    short = fake_run("lwf", 1, {"class_il": [[50.0, 0.0]]}, n_tasks=2)  # says completed, 1/2 tasks
+    assert [is_complete(doc) for doc in (done, failed, running, short)] == [True, False, False, False]
+    assert split_complete([failed, done, running, short]) == ([done], [failed, running, short])
+
+
+def test_unfinished_runs_are_left_out_of_the_mean_with_one_warning(tmp_path):
+    failed = _with_unfinished(tmp_path / "runs")
+    docs, warnings = load_runs([tmp_path / "runs"])
+    assert [doc["config"]["seed"] for doc in docs] == [3, 0, 1]
+    assert warnings == [f"left out 1 unfinished run (pass --include-incomplete to use them): "
+                        f"{failed} (failed: loss is nan, 2/2 tasks)"]
+    finetune = aggregate([doc for doc in docs if doc["config"]["strategy"] == "finetune"])
+    completed_only = [metrics.final_accuracy(m["class_il"]) for m in FINETUNE.values()]
+    assert finetune["metrics"]["class_il"]["final_accuracy"]["mean"] == pytest.approx(np.mean(completed_only))
+    assert finetune["metrics"]["class_il"]["final_accuracy"]["mean"] == pytest.approx(40.0)
+    assert "| finetune | 2 (0, 1) | completed 2/2 | 40.00 ± 7.07 |" in compare_table(docs)
+
+
+def test_include_incomplete_uses_them_and_says_so(tmp_path):
+    failed = _with_unfinished(tmp_path / "runs")
+    docs, warnings = load_runs([tmp_path / "runs"], include_incomplete=True)
+    assert [doc["config"]["seed"] for doc in docs] == [3, 0, 1, 2]
+    assert warnings == [f"included 1 unfinished run (--include-incomplete): {failed} (failed: loss is nan, 2/2 tasks)"]
+    finetune = aggregate([doc for doc in docs if doc["config"]["strategy"] == "finetune"])
+    all_three = [metrics.final_accuracy(m["class_il"]) for m in [*FINETUNE.values(), FAILED]]
+    stats = finetune["metrics"]["class_il"]["final_accuracy"]
+    assert stats["mean"] == pytest.approx(np.mean(all_three)) and stats["mean"] == pytest.approx(35.0)
+    assert stats["std"] == pytest.approx(np.std(all_three, ddof=1))
+    assert (finetune["status"], finetune["completed_tasks"], finetune["statuses"]) == (
+        "incomplete", 2, {"completed": 2, "failed": 1})
+    assert "| finetune | 3 (0, 1, 2) | 2 completed, 1 failed (2/2) | 35.00 ± 10.00 |" in compare_table(docs)
+    assert "| er M=200 | 1 (3) | completed 2/2 |" in compare_table(docs)
+
+
+def test_status_column_of_unfinished_groups():
+    running = [fake_run("lwf", seed, {"class_il": [[50.0 + seed, 0.0]]}, status="running", n_tasks=2)
+               for seed in (0, 1)]
+    interrupted = fake_run("lwf", 2, {"class_il": [[40.0, 0.0]]}, status="interrupted", n_tasks=2)
+    lone = fake_run("er", 0, {"class_il": [[60.0, 0.0]]}, status="failed: loss is nan", n_tasks=2, hparams=ER_HPARAMS)
+    table = compare_table([*running, interrupted, lone])
+    assert "| lwf | 3 (0, 1, 2) | 2 running, 1 interrupted (1/2) | 47.00 ± 6.08 |" in table  # 50, 51, 40
+    assert "| er M=200 | 1 (0) | 1 failed (1/2) | 60.00 ± 0.00 |" in table
+    assert run_labels([running[0], aggregate(running)]) == ["lwf (seed 0; running 1/2)",
+                                                           "lwf (mean of seeds 0, 1; 2 running (1/2))"]
+
+
+def test_include_incomplete_with_runs_stopped_at_other_tasks_names_them(tmp_path):
+    root = write_fake_runs(tmp_path / "runs")
+    stopped = fake_run("finetune", 2, {"class_il": [[50.0, 0.0]]}, status="running", n_tasks=2)
+    write_results(root / "finetune" / "seed_2" / "results.json", stopped)
+    docs, _ = load_runs([root], include_incomplete=True)
+    message = _error(compare_table, docs)
+    assert "the runs of finetune have accuracy matrices of different shapes" in message
+    assert "seed 0 (completed, 2/2 tasks), seed 1 (completed, 2/2 tasks), seed 2 (running, 1/2 tasks)" in message
+    assert "--include-incomplete" in message
+
+
+def test_all_runs_unfinished_is_an_error_naming_the_flag(tmp_path):
+    failed = _with_unfinished(tmp_path / "runs")
+    running = tmp_path / "runs" / "lwf" / "results.json"
+    write_results(running, fake_run("lwf", 0, {"class_il": [[50.0, 0.0]]}, status="running", n_tasks=2))
+    message = _error(load_runs, [failed, running])
+    assert message == (f"none of the runs finished (2 unfinished runs; pass --include-incomplete to use them "
+                       f"anyway): {failed} (failed: loss is nan, 2/2 tasks), {running} (running, 1/2 tasks)")
+    docs, warnings = load_runs([failed, running], include_incomplete=True)
+    assert len(docs) == 2 and warnings[0].startswith("included 2 unfinished runs (--include-incomplete): ")

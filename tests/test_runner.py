@@ -29,11 +29,12 @@ def test_end_to_end_results_file(tiny_stream, tmp_path):
         assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
         assert set(saved["metrics"][setting]) >= {"final_accuracy", "average_incremental_accuracy", "forgetting", "bwt"}
     class_il, task_il = saved["matrices"]["class_il"], saved["matrices"]["task_il"]
-    assert class_il[0][1:] == [0.0, 0.0]  # an incremental head has no units for future classes
+    assert class_il[0][1:] == [None, None]  # future tasks are not evaluated
     assert task_il[0][1:] == [None, None]
     assert task_il[2][2] >= 90.0  # the synthetic classes are easy: the current task is learnt
     assert saved["config"]["strategy"] == "lwf" and saved["config"]["class_order"] == [0, 1, 2, 3, 4, 5]
-    assert saved["config"]["hparams"]["alpha"] == 3.0
+    assert saved["config"]["hparams"]["alpha"] == 3.0 and saved["config"]["hparams"]["lr"] == 0.05
+    assert "lr" not in saved["config"]["train"] and saved["config"]["head"] == "incremental"
     assert set(saved["environment"]) >= {"torch", "python", "lifelong_kd", "device"}
     assert len(saved["timing"]["train_seconds"]) == 3 and min(saved["timing"]["images_per_second"]) > 0
 
@@ -109,11 +110,26 @@ def test_teacher_is_frozen_and_one_alive(tiny_stream):
     assert runner.teacher is not None and runner.teacher is not runner.model
 
 
-def test_fixed_head_evaluates_future_tasks_and_fwt(tiny_stream):
+def test_fixed_head_evaluates_the_next_task_for_fwt_and_the_future_on_request(tiny_stream):
+    """Row i holds the seen tasks and, with a fixed head, task i+1 in task-IL (FWT's R[i, i+1]);
+    class-IL never scores a task whose classes are not seen; --eval-future fills every task-IL cell."""
     _, doc = run(Finetune(lr=0.05), tiny_stream, head="fixed")
-    assert all(v is not None for row in doc["matrices"]["task_il"] for v in row)
-    assert len(doc["baseline_class_il"]) == 3
-    assert "fwt" in doc["metrics"]["class_il"]
+    task_il, class_il = doc["matrices"]["task_il"], doc["matrices"]["class_il"]
+    assert [[v is not None for v in row] for row in task_il] == [[True, True, False], [True] * 3, [True] * 3]
+    assert [[v is not None for v in row] for row in class_il] == [[True, False, False], [True, True, False], [True] * 3]
+    assert len(doc["baseline_task_il"]) == 3
+    expected = np.mean([task_il[0][1] - doc["baseline_task_il"][1], task_il[1][2] - doc["baseline_task_il"][2]])
+    assert doc["metrics"]["task_il"]["fwt"] == pytest.approx(expected)
+    _, future = run(Finetune(lr=0.05), tiny_stream, head="fixed", eval_future=True)
+    assert all(v is not None for row in future["matrices"]["task_il"] for v in row)
+    assert future["matrices"]["task_il"][:2] != task_il[:2]
+
+
+def test_growing_head_evaluates_only_the_seen_tasks(tiny_stream):
+    _, doc = run(Finetune(lr=0.05), tiny_stream)
+    for name in ("class_il", "task_il"):
+        assert [[v is not None for v in row] for row in doc["matrices"][name]] == [
+            [True, False, False], [True, True, False], [True, True, True]]
 
 
 def test_multi_head_trains_only_the_current_head(tiny_stream):
@@ -149,16 +165,36 @@ def test_compile_trains_like_eager_and_keeps_the_model_plain(tiny_stream):
     """--compile: the compiled backbone shares the model's parameters; training follows eager
     training up to float reordering, and the model and its teacher stay ordinary modules."""
     runs = {}
-    for compile_ in (False, True):
+    for compile_ in ("off", "on"):
         model = tiny_model(tiny_stream)
         runner = Runner(model, build_strategy("lwf", lr=0.05), tiny_stream, tiny_config(compile=compile_),
                         progress=False)
         doc = runner.run()
         runs[compile_] = (model.state_dict(), doc["matrices"]["class_il"], runner)
-    (eager_state, eager_matrix, _), (compiled_state, compiled_matrix, runner) = runs[False], runs[True]
+    (eager_state, eager_matrix, _), (compiled_state, compiled_matrix, runner) = runs["off"], runs["on"]
     assert compiled_state.keys() == eager_state.keys()  # no _orig_mod prefixes in what users save
     for key, value in eager_state.items():
         assert torch.allclose(compiled_state[key].float(), value.float(), rtol=1e-3, atol=1e-4), key
-    assert np.allclose(compiled_matrix, eager_matrix, atol=2.0)
+    compiled_cells, eager_cells = np.array(compiled_matrix, dtype=float), np.array(eager_matrix, dtype=float)
+    assert np.allclose(compiled_cells, eager_cells, atol=2.0, equal_nan=True)
     assert runner.train_backbone is not runner.model.backbone and runner.teacher_backbone is not runner.teacher.backbone
     assert type(runner.teacher) is type(runner.model) and not runner.teacher.training
+
+
+def test_class_il_ignores_the_units_of_unseen_classes(tiny_stream):
+    """A fixed head whose unseen units (classes 2..5) have huge biases: class-IL takes the arg-max over
+    the seen units only, so the accuracy is that of logits[:, :2], computed here by hand; the same holds
+    for a strategy's extra scores (iCaRL's NME)."""
+    model = tiny_model(tiny_stream, head="fixed")
+    with torch.no_grad():
+        model.head.blocks[0].bias[2:] = 1e6
+    runner = Runner(model, Finetune(lr=0.05), tiny_stream, tiny_config(), progress=False)
+    x, y = runner.test_sets[0]
+    with torch.no_grad():
+        model.eval()
+        expected = 100.0 * (model(runner.augment.eval(x))[:, :2].argmax(1) == y).float().mean().item()
+    assert model(runner.augment.eval(x)).argmax(1).min() >= 2  # over all units, nothing would be right
+    row = runner.evaluate(2, [0])
+    assert row["class_il"][0] == pytest.approx(expected) and expected > 25.0
+    runner.strategy.eval_scores = lambda features: {"nme": model.head(features)}
+    assert runner.evaluate(2, [0])["nme_class_il"][0] == pytest.approx(expected)

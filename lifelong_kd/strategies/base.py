@@ -11,6 +11,7 @@ from ..buffer import ReplaySample
 from ..context import Step, TaskContext
 from ..data import Split
 from ..errors import UsageError
+from ..settings import Setting, training_settings
 
 
 class Strategy:
@@ -22,33 +23,40 @@ class Strategy:
     ``after_step``; then ``after_task``. ``eval_scores`` adds classifiers to
     the evaluation (iCaRL's nearest mean of exemplars).
 
-    ``defaults`` holds the method's hyperparameters, training ones (lr,
-    momentum, weight_decay) included; ``memory_defaults`` overrides some of
-    them for a given memory size, as the papers tune per budget; ``hparams``
-    holds the resolved values.
+    ``settings`` declares the method's hyperparameters once (default, range,
+    help, source: ``lifelong_kd.settings``), the optimiser's included;
+    ``memory_defaults`` overrides some defaults for a given memory size, as
+    the papers tune per budget; ``hparams`` holds the resolved values.
+    ``head`` is the head layout the method's paper uses; ``broken_heads``
+    names the layouts known to break the method, with the reason.
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
     help: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
+    settings: ClassVar[tuple[Setting, ...]] = training_settings(0.1)
     memory_defaults: ClassVar[dict[int, dict[str, Any]]] = {}
-    ranges: ClassVar[dict[str, tuple[float, float]]] = {}
+    head: ClassVar[str] = "incremental"
+    broken_heads: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **overrides: Any) -> None:
         given = {key: value for key, value in overrides.items() if value is not None}
-        unknown = set(given) - set(self.defaults)
+        declared = {setting.name: setting for setting in self.settings}
+        unknown = set(given) - set(declared)
         if unknown:
+            flags = ", ".join(sorted("--" + key.replace("_", "-") for key in unknown))
             raise UsageError(
-                f"strategy '{self.name}' takes no option {', '.join(sorted(unknown))}: "
-                f"its options are {', '.join(sorted(self.defaults))}"
+                f"strategy '{self.name}' takes no option {flags}: its options are "
+                f"{', '.join(setting.flag for setting in self.settings)}"
             )
-        memory = given.get("memory", self.defaults.get("memory"))
-        self.hparams = {**self.defaults, **self.memory_defaults.get(memory, {}), **given}
-        for key, (low, high) in self.ranges.items():
-            if not low <= self.hparams[key] <= high:
-                flag = "--" + key.replace("_", "-")
-                raise UsageError(f"{flag} {self.hparams[key]} is out of range: use a value in [{low}, {high}]")
+        memory = given.get("memory", declared["memory"].default if "memory" in declared else None)
+        chosen = {**{key: s.default for key, s in declared.items()}, **self.memory_defaults.get(memory, {}), **given}
+        self.hparams: dict[str, Any] = {key: declared[key].check(value) for key, value in chosen.items()}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The declared default of every setting (before per-memory defaults)."""
+        return {setting.name: setting.default for setting in cls.settings}
 
     def training_split(self, ctx: TaskContext) -> Split:
         return ctx.task.train

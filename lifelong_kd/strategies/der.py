@@ -12,18 +12,26 @@ import torch
 
 from ..context import Step, TaskContext
 from ..losses import masked_mse_distillation
+from ..settings import ALPHA, training_settings
 from .base import classification_loss
-from .replay import REPLAY_DEFAULTS, ReplayStrategy
+from .replay import ReplayStrategy, replay_settings
 
 
 class DER(ReplayStrategy):
     name = "der"
     paper = "Buzzega et al., Dark Experience for General Continual Learning, NeurIPS 2020"
     help = "CE on the current batch + alpha * MSE on replayed samples' stored logits (no teacher pass)"
-    defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, **REPLAY_DEFAULTS, "alpha": 0.3}
-    ranges = {"alpha": (0.0, 1e6)}
+    settings = (
+        *training_settings(0.03, source="DER paper appendix, Seq-CIFAR-10 grid"),
+        *replay_settings(("reservoir",)),  # logits are stored as samples arrive
+        ALPHA.with_default(0.3, "DER paper appendix, Seq-CIFAR-10 grid (M = 200 and 500)"),
+    )
     stores_logits = True
-    policies = ("reservoir",)  # logits are stored as samples arrive
+    head = "fixed"
+    broken_heads = {
+        "incremental": "a growing head gives stored logits no units for later classes, so DER's MSE never "
+        "pushes new classes down on old samples and DER scores at fine-tuning level in class-IL",
+    }
 
     def current_loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         n = step.n_current

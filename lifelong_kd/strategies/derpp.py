@@ -10,6 +10,7 @@ import torch
 
 from ..buffer import ReplaySample
 from ..context import Step, TaskContext
+from ..settings import ALPHA, BETA
 from .base import classification_loss
 from .der import DER
 
@@ -18,9 +19,12 @@ class DERpp(DER):
     name = "derpp"
     paper = "Buzzega et al., Dark Experience for General Continual Learning, NeurIPS 2020 (DER++)"
     help = "DER + beta * CE on a second replay batch's labels"
-    defaults = {**DER.defaults, "alpha": 0.2, "beta": 0.5}
+    settings = (
+        *DER.settings[:-1],
+        ALPHA.with_default(0.2, "DER paper appendix, Seq-CIFAR-10 grid: 0.1 at M = 200, 0.2 at M = 500"),
+        BETA.with_default(0.5, "DER paper appendix, Seq-CIFAR-10 grid"),
+    )
     memory_defaults = {200: {"alpha": 0.1}, 500: {"alpha": 0.2}}
-    ranges = {"alpha": (0.0, 1e6), "beta": (0.0, 1e6)}
 
     def replay_batch(self, ctx: TaskContext, generator: torch.Generator) -> ReplaySample | None:
         return self.buffer.sample(2 * self.replay_size(ctx), generator)

@@ -8,15 +8,16 @@ together (one batch, one mean). Defaults: the DER paper's Seq-CIFAR-10 grid
 import torch
 
 from ..context import Step, TaskContext
+from ..settings import training_settings
 from .base import classification_loss
-from .replay import REPLAY_DEFAULTS, ReplayStrategy
+from .replay import ReplayStrategy, replay_settings
 
 
 class ER(ReplayStrategy):
     name = "er"
     paper = "Chaudhry et al., On Tiny Episodic Memories in Continual Learning, 2019"
     help = "CE on the current batch + a replay batch from a reservoir memory"
-    defaults = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, **REPLAY_DEFAULTS}
+    settings = (*training_settings(0.1, source="DER paper appendix, Seq-CIFAR-10 'ER' grid"), *replay_settings())
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         return classification_loss(ctx, step.y, step.logits)

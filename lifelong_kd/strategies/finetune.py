@@ -1,5 +1,6 @@
 """Fine-tuning: cross-entropy on the current task only, the lower bound."""
 
+from ..settings import training_settings
 from .base import Strategy
 
 
@@ -7,4 +8,4 @@ class Finetune(Strategy):
     name = "finetune"
     paper = "lower bound: plain SGD on each task in turn (Mammoth's 'sgd')"
     help = "CE on the current task only; forgets everything else (lower bound)"
-    defaults = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
+    settings = training_settings(0.1, source="DER paper appendix, Seq-CIFAR-10 'SGD' grid")

@@ -20,15 +20,18 @@ from ..buffer import ReplaySample, herding_order, rebuild_balanced
 from ..context import Step, TaskContext
 from ..data import Split, concat_splits
 from ..losses import sigmoid_distillation
-from .replay import REPLAY_DEFAULTS, ReplayStrategy
+from ..settings import training_settings
+from .replay import ReplayStrategy, replay_settings
 
 
 class ICaRL(ReplayStrategy):
     name = "icarl"
     paper = "Rebuffi et al., iCaRL: Incremental Classifier and Representation Learning, CVPR 2017"
     help = "herding exemplars + sigmoid-BCE distillation + nearest-mean-of-exemplars classifier"
-    defaults = {"lr": 0.1, "momentum": 0.0, "weight_decay": 1e-5, **REPLAY_DEFAULTS, "memory_policy": "herding"}
-    policies = ("herding", "class-balanced")
+    settings = (
+        *training_settings(0.1, weight_decay=1e-5, source="DER paper appendix, Seq-CIFAR-10 'iCaRL' grid"),
+        *replay_settings(("herding", "class-balanced")),
+    )
 
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)

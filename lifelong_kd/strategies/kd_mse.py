@@ -10,6 +10,7 @@ import torch
 
 from ..context import Step, TaskContext
 from ..losses import mse_distillation
+from ..settings import ALPHA, training_settings
 from .base import Strategy, classification_loss
 
 
@@ -17,8 +18,10 @@ class KDMSE(Strategy):
     name = "kd-mse"
     paper = "Ba & Caruana, Do Deep Nets Really Need to be Deep?, NeurIPS 2014"
     help = "CE + alpha * MSE(student logits, teacher logits) on the old units"
-    defaults = {"lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, "alpha": 1.0}
-    ranges = {"alpha": (0.0, 1e6)}
+    settings = (
+        *training_settings(0.03, source="DER's lr (no published Seq-CIFAR-10 grid)"),
+        ALPHA.with_default(0.15, "the knowledge-distillation primer: CE + 0.15 * MSE(teacher, student)"),
+    )
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         ce = classification_loss(ctx, step.y, step.logits)

@@ -11,6 +11,7 @@ import torch
 
 from ..context import Step, TaskContext
 from ..losses import kl_distillation
+from ..settings import ALPHA, T2, TEMPERATURE, WARMUP_EPOCHS, training_settings
 from .base import Strategy, classification_loss
 
 
@@ -18,11 +19,13 @@ class LwF(Strategy):
     name = "lwf"
     paper = "Li & Hoiem, Learning without Forgetting, ECCV 2016"
     help = "CE + alpha * KL(teacher/T || student/T) on the old units"
-    defaults = {
-        "lr": 0.01, "momentum": 0.0, "weight_decay": 5e-4,
-        "alpha": 3.0, "temperature": 2.0, "t2": False, "warmup_epochs": 0,
-    }
-    ranges = {"alpha": (0.0, 1e6), "temperature": (1e-3, 1e3), "warmup_epochs": (0, 1000)}
+    settings = (
+        *training_settings(0.01, weight_decay=5e-4, source="DER paper appendix, Seq-CIFAR-10 'LwF' grid"),
+        ALPHA.with_default(3.0, "DER paper appendix, Seq-CIFAR-10 'LwF' grid"),
+        TEMPERATURE.with_default(2.0, "Li & Hoiem 2017; DER paper grid"),
+        T2,
+        WARMUP_EPOCHS,
+    )
 
     def before_task(self, ctx: TaskContext) -> None:
         """Optional warm-up: train only the new head units, backbone frozen in eval mode."""
@@ -41,13 +44,25 @@ class LwF(Strategy):
 
 
 def ce_plus_distillation(ctx: TaskContext, step: Step, hparams: dict) -> torch.Tensor:
-    """CE + alpha * KL(teacher/T || student/T) over the old units, on every sample of the step."""
+    """CE + alpha * KL(teacher/T || student/T) over the old units, on every sample of the step.
+
+    With one head per task (``multi``) the term is LwF's multi-head form
+    (Li & Hoiem 2017, Eq. 2 summed over the old tasks): one softmax per old
+    task's head, sum_t KL(softmax(t_t/T) || softmax(s_t/T)).
+    """
     ce = classification_loss(ctx, step.y, step.logits)
     if ctx.teacher is None:
         return ce
     old = ctx.n_old
     teacher = ctx.teacher_logits(step.x)[:, :old]
-    kd = kl_distillation(step.logits[:, :old], teacher, hparams["temperature"], hparams["t2"])
+    heads = [slice(0, old)]
+    if ctx.model.head_kind == "multi":
+        width = ctx.stream.classes_per_task
+        heads = [slice(start, start + width) for start in range(0, old, width)]
+    kd = sum(
+        kl_distillation(step.logits[:, head], teacher[:, head], hparams["temperature"], hparams["t2"])
+        for head in heads
+    )
     return ce + hparams["alpha"] * kd
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import torch
 
-from ..buffer import POLICIES, ReplayBuffer, ReplaySample, rebuild_balanced
+from ..buffer import ReplayBuffer, ReplaySample, rebuild_balanced
 from ..context import Step, TaskContext
-from ..errors import UsageError
+from ..settings import MEMORY, MEMORY_POLICY, REPLAY_BATCH_SIZE, Setting
 from .base import Strategy, current
 
-REPLAY_DEFAULTS = {"memory": 500, "memory_policy": "reservoir", "replay_batch_size": 0}
-ONLINE_POLICIES = ("reservoir", "class-balanced")
+
+def replay_settings(policies: tuple[str, ...] = ("reservoir", "class-balanced")) -> tuple[Setting, ...]:
+    """Memory budget, fill policy (the first of ``policies`` by default) and replay batch size."""
+    return MEMORY, dataclasses.replace(MEMORY_POLICY, default=policies[0], choices=policies), REPLAY_BATCH_SIZE
 
 
 class ReplayStrategy(Strategy):
@@ -23,17 +28,9 @@ class ReplayStrategy(Strategy):
     """
 
     stores_logits = False
-    policies: tuple[str, ...] = ONLINE_POLICIES
 
-    def __init__(self, **overrides) -> None:
+    def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
-        policy = self.hparams["memory_policy"]
-        if policy not in POLICIES:
-            raise UsageError(f"unknown --memory-policy '{policy}': choose from {', '.join(POLICIES)}")
-        if policy not in self.policies:
-            raise UsageError(f"{self.name} cannot use --memory-policy {policy}: use {' or '.join(self.policies)}")
-        if int(self.hparams["memory"]) < 1:
-            raise UsageError(f"--memory {self.hparams['memory']} is out of range: use a budget >= 1 sample")
         self.buffer: ReplayBuffer | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
