@@ -27,7 +27,8 @@ def plain_run(code: Path, argv: list[str], out: Path) -> dict:
     """``python -m lifelong_kd.cli run ARGV --out OUT`` with the package imported from ``code``."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lifelong_kd.cli", "run", *argv, "--out", str(out)], env=env, check=True)
+    command = [sys.executable, "-m", "lifelong_kd.cli", "run", *argv, "--out", str(out)]
+    subprocess.run(command, env=env, cwd=code, check=True)  # `-m` puts the working folder first on sys.path
     wall = time.perf_counter() - start
     doc = json.loads((out / "results.json").read_text())
     timing = doc["timing"]

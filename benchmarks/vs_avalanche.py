@@ -20,6 +20,12 @@ optimizer (SGD, one lr for all) and seed:
   augments current and replayed rows afresh on the device at every step
   ("fresh augmentation"; same crop / flip distribution).
 
+Our entries evaluate in float32 (`eval_precision="fp32"`), as Avalanche does.
+Their class-IL takes the arg-max over the classes seen so far, Avalanche's
+over all 10 units: after the last task the two coincide (every class is
+seen), so final accuracies compare exactly, while the earlier rows, and so
+forgetting, may differ slightly by that definition.
+
 Reports class-IL final accuracy, forgetting (Chaudhry et al., from each
 entry's accuracy matrix) and training images/s (stream images / seconds in
 training, compilation included; also over tasks 2..T only, which leaves
@@ -73,7 +79,7 @@ def run_ours(name: str, stream: TaskStream, args: argparse.Namespace, fast: bool
     seed_everything(args.seed)
     model = build_model("reduced-resnet18", stream.image_shape[0], stream.num_classes, head="fixed")
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, eval_batch_size=256,
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, eval_batch_size=256, eval_precision="fp32",
         amp=args.amp if fast else "off", channels_last=args.channels_last and fast,
         compile="on" if args.compile and fast else "off",
     )

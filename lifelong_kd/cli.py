@@ -92,7 +92,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=512)
     evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default="train",
-                            help="train: the backbone at the training precision (head in float32); fp32")
+                            help="the backbone's precision in evaluation (train: the training one); "
+                            "the head is float32 always")
     evaluation.add_argument("--eval-future", action="store_true",
                             help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
     system = parser.add_argument_group("speed and system (results.json records what was chosen)")

@@ -86,8 +86,9 @@ def plot_accuracy_matrices(
     title: str | None = None,
 ) -> Figure:
     """Heatmaps of the accuracy matrices R[i, j] (%), one row per setting and one column per
-    run, each cell annotated with its value (one decimal); a cell without a value (task-IL
-    on a task the head has no units for yet) is grey and reads "n/a"."""
+    run, each cell annotated with its value (one decimal); a cell without a value (a task not
+    evaluated after that row's task: class-IL of a future task, task-IL where the head has no
+    units or without ``--eval-future``) is grey and reads "n/a"."""
     n_tasks = max(len(doc["matrices"][setting][0]) for doc in docs for setting in settings)
     side = max(2.6, 0.55 * n_tasks + 0.9)
     fig, axes = plt.subplots(

@@ -53,7 +53,7 @@ class TrainConfig:
     ``amp`` (auto | bf16 | off) and ``compile`` (auto | on | off) are resolved
     by the runner (``lifelong_kd.speed``); ``channels_last`` applies to the
     convolutional backbones. ``eval_precision`` is ``train`` (the backbone at
-    the training precision, the head in float32) or ``fp32``.
+    the training precision), ``bf16`` or ``fp32``; the head is float32 always.
     ``eval_future`` evaluates every future task too (task-IL, where the head
     has units for it).
     """
@@ -82,7 +82,8 @@ class TrainConfig:
             raise UsageError(
                 f"unknown --eval-precision '{self.eval_precision}': choose from {', '.join(EVAL_PRECISIONS)}"
             )
-        eval_precision = "bf16" if self.eval_precision == "train" and amp == "bf16" else "fp32"
+        eval_precision = amp if self.eval_precision == "train" else self.eval_precision
+        eval_precision = "fp32" if eval_precision == "off" else eval_precision
         config = replace(self, amp=amp, compile="on" if compile_ else "off", eval_precision=eval_precision)
         reasons = {
             "amp": f"{self.amp} -> {amp} ({amp_reason})",
@@ -144,10 +145,11 @@ class Runner:
         )
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.run_config = {
+            "benchmark": stream.name,
+            "n_tasks": len(stream),
             **(run_config or {}),
             "head": model.head_kind,
             "train": asdict(self.config),
-            "speed_choices": speed_choices,
             "strategy": strategy.name,
             "hparams": strategy.hparams,
             "options": [option.record() for option in self.options],
@@ -155,7 +157,7 @@ class Runner:
             "class_names": [stream.class_names[c] for c in stream.class_order],
             "seed": self.config.seed,
         }
-        self.env = environment(self.device)
+        self.env = {**environment(self.device), "speed_choices": speed_choices}
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
 
     def compiled(self, backbone: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -177,9 +179,11 @@ class Runner:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.eval_precision == "bf16")
 
     def tasks_to_evaluate(self, task_index: int) -> list[int]:
-        """The seen tasks, the next one with a fixed head (FWT needs R[i, i+1]), or all with ``eval_future``."""
+        """The seen tasks, the next one with a fixed head (FWT needs R[i, i+1]), or with ``eval_future``
+        every task the head has units for (a future task without units can give no accuracy)."""
         if self.config.eval_future:
-            return list(range(len(self.stream)))
+            width = self.model.num_classes
+            return [task.index for task in self.stream if task.index <= task_index or task.classes[-1] < width]
         last = task_index + 1 if self.model.head_kind == "fixed" else task_index
         return list(range(min(last, len(self.stream) - 1) + 1))
 

@@ -69,7 +69,7 @@ class Setting:
 
     def range_text(self) -> str:
         if isinstance(self.default, bool):
-            return "on|off"
+            return f"{self.flag}/--no-{self.flag[2:]}"
         if self.choices:
             return "|".join(self.choices)
         low = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"

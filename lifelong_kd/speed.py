@@ -1,6 +1,6 @@
 """Fast by default: which numerics and compilation a run uses when asked for ``auto``.
 
-- ``amp auto``: bf16 autocast on CUDA devices that support bf16 and on CPUs
+- ``amp auto``: bf16 autocast on CUDA devices with bf16 units (Ampere and later) and on CPUs
   with AMX-bf16 or AVX-512 BF16 (``/proc/cpuinfo`` flags); float32 elsewhere.
 - ``compile auto``: ``torch.compile`` on CUDA; on CPU only when the run trains
   at least ``CPU_COMPILE_MIN_IMAGES`` images, the point where the measured
@@ -17,10 +17,9 @@ from .errors import UsageError
 
 AMP_CHOICES = ("auto", "bf16", "off")
 COMPILE_CHOICES = ("auto", "on", "off")
-EVAL_PRECISIONS = ("train", "fp32")
+EVAL_PRECISIONS = ("train", "bf16", "fp32")
 FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-# Measured on this repo's 2-core AMD EPYC (AVX-512 BF16), reduced ResNet-18, batch 32, bf16:
-# a cold compile costs COLD_COMPILE_SECONDS and saves about 1/eager - 1/compiled seconds per image.
+# benchmarks/compile_cost.py measures the break-even point on the machine at hand (README, "Fast by default").
 CPU_COMPILE_MIN_IMAGES = 150_000
 
 
@@ -43,9 +42,10 @@ def resolve_amp(requested: str, device: torch.device) -> tuple[str, str]:
     if requested != "auto":
         return requested, "asked for"
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", "CUDA device with bf16"
-        return "off", "CUDA device without bf16"
+        capability = torch.cuda.get_device_capability(device)
+        if capability >= (8, 0):
+            return "bf16", f"CUDA device with bf16 units (compute capability {capability[0]}.{capability[1]})"
+        return "off", "CUDA device without bf16 units (compute capability < 8.0: bf16 would be emulated)"
     found = sorted(FAST_BF16_CPU_FLAGS & cpu_flags())
     if found:
         return "bf16", f"CPU with {', '.join(found)}"

@@ -30,8 +30,10 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
             "config": {
                 "benchmark": BENCHMARK, "protocol": payload["protocol"], "strategy": run["strategy"],
                 "seed": run["seed"], "head": run.get("head", "incremental"), "hparams": run["hparams"],
-                "command": " ".join(run["argv"]),
+                "command": " ".join(run["argv"]), "n_tasks": len(run["matrices"]["class_il"][0]),
             },
+            "status": "completed",
+            "completed_tasks": len(run["matrices"]["class_il"]),
             "matrices": run["matrices"],
             "metrics": run.get("metrics", {"class_il": run["class_il"], "task_il": run["task_il"]}),
         }

@@ -26,7 +26,7 @@ def test_run_end_to_end_prints_summary(tmp_path, capsys):
     assert doc["config"]["hparams"]["lr"] == 0.03 and doc["config"]["hparams"]["alpha"] == 0.15  # kd-mse's defaults
     assert "lr" not in doc["config"]["train"]  # one home per setting
     assert doc["config"]["train"]["amp"] in ("bf16", "off") and doc["config"]["train"]["compile"] == "off"
-    assert doc["config"]["speed_choices"]["amp"].startswith("auto -> ")
+    assert doc["environment"]["speed_choices"]["amp"].startswith("auto -> ")
 
 
 def test_demo_writes_results_and_figure(tmp_path, capsys):

@@ -8,6 +8,7 @@ import torch
 from conftest import make_tiny_stream, tiny_config, tiny_model
 
 from lifelong_kd.runner import NonFiniteLossError, Runner
+from lifelong_kd.settings import training_settings
 from lifelong_kd.strategies import build_strategy
 from lifelong_kd.strategies.base import Strategy
 from lifelong_kd.strategies.finetune import Finetune
@@ -64,7 +65,7 @@ class TeacherSpy(Strategy):
     """Checks the teacher invariants from inside the training loop."""
 
     name = "spy"
-    defaults = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}
+    settings = training_settings(0.05, momentum=0.9)
 
     def __init__(self):
         super().__init__()

@@ -109,8 +109,8 @@ def test_results_record_what_auto_became(tiny_stream, monkeypatch):
     train = runner.run_config["train"]
     assert (train["amp"], train["channels_last"], train["compile"], train["eval_precision"]) == (
         "bf16", True, "off", "bf16")
-    assert runner.run_config["speed_choices"]["amp"] == "auto -> bf16 (CPU with avx512_bf16)"
-    assert runner.run_config["speed_choices"]["compile"].startswith("auto -> off (CPU run of 144 training images")
+    assert runner.env["speed_choices"]["amp"] == "auto -> bf16 (CPU with avx512_bf16)"
+    assert runner.env["speed_choices"]["compile"].startswith("auto -> off (CPU run of 144 training images")
     fp32 = TrainConfig(eval_precision="fp32").resolved(10)[0]
     assert fp32.eval_precision == "fp32"
     with pytest.raises(UsageError, match="--amp"):

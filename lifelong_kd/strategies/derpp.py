@@ -20,7 +20,7 @@ class DERpp(DER):
     paper = "Buzzega et al., Dark Experience for General Continual Learning, NeurIPS 2020 (DER++)"
     help = "DER + beta * CE on a second replay batch's labels"
     settings = (
-        *DER.settings[:-1],
+        *(setting for setting in DER.settings if setting.name != "alpha"),
         ALPHA.with_default(0.2, "DER paper appendix, Seq-CIFAR-10 grid: 0.1 at M = 200, 0.2 at M = 500"),
         BETA.with_default(0.5, "DER paper appendix, Seq-CIFAR-10 grid"),
     )

@@ -30,7 +30,7 @@ class ICaRL(ReplayStrategy):
     help = "herding exemplars + sigmoid-BCE distillation + nearest-mean-of-exemplars classifier"
     settings = (
         *training_settings(0.1, weight_decay=1e-5, source="DER paper appendix, Seq-CIFAR-10 'iCaRL' grid"),
-        *replay_settings(("herding", "class-balanced")),
+        *replay_settings(("herding", "class-balanced"), replay_batches=False),  # exemplars join the training set
     )
 
     def __init__(self, **overrides) -> None:

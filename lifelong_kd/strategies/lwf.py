@@ -4,7 +4,9 @@
 close to the recorded outputs": CE on the current task plus
 alpha * KL(softmax(t/T) || softmax(s/T)) over the old units, T = 2.
 Defaults: the DER paper's grid search for Seq-CIFAR-10 (Buzzega et al. 2020,
-appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor.
+appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor. The head
+is the class-IL one that grid was searched on (one growing head); the
+paper's original multi-head form is ``--head multi`` (one KL per old head).
 """
 
 import torch

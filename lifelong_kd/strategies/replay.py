@@ -13,9 +13,13 @@ from ..settings import MEMORY, MEMORY_POLICY, REPLAY_BATCH_SIZE, Setting
 from .base import Strategy, current
 
 
-def replay_settings(policies: tuple[str, ...] = ("reservoir", "class-balanced")) -> tuple[Setting, ...]:
-    """Memory budget, fill policy (the first of ``policies`` by default) and replay batch size."""
-    return MEMORY, dataclasses.replace(MEMORY_POLICY, default=policies[0], choices=policies), REPLAY_BATCH_SIZE
+def replay_settings(
+    policies: tuple[str, ...] = ("reservoir", "class-balanced"), replay_batches: bool = True
+) -> tuple[Setting, ...]:
+    """Memory budget, fill policy (the first of ``policies`` by default) and, for a strategy that draws
+    replay batches (``replay_batches``), the replay batch size."""
+    policy = dataclasses.replace(MEMORY_POLICY, default=policies[0], choices=policies)
+    return (MEMORY, policy, REPLAY_BATCH_SIZE) if replay_batches else (MEMORY, policy)
 
 
 class ReplayStrategy(Strategy):
