@@ -133,3 +133,16 @@ def test_list_shows_heads_settings_and_their_sources(capsys):
     listed = capsys.readouterr().out
     assert "head: fixed" in listed and "--head incremental breaks it" in listed
     assert "--alpha 0.15 [>= 0] (the knowledge-distillation primer" in listed
+
+
+def test_speed_flags_off_give_the_plain_float32_eager_path(tiny_stream):
+    """``--amp off --no-channels-last --compile off``: no autocast anywhere, contiguous weights, the
+    backbone itself (not a compiled wrapper) trains, and evaluation is float32."""
+    config = TrainConfig(amp="off", channels_last=False, compile="off", eval_batch_size=64)
+    runner = Runner(tiny_model(tiny_stream), build_strategy("finetune"), tiny_stream, config, progress=False)
+    assert runner.train_backbone is runner.model.backbone
+    assert (runner.config.amp, runner.config.eval_precision) == ("off", "fp32")
+    with runner.autocast(), runner.eval_autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    conv = next(m for m in runner.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()
