@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -242,12 +242,14 @@ class Runner:
         parameters: Iterable[torch.nn.Parameter] | None = None,
         loss: LossFn | None = None,
         weight_decay: float | None = None,
-        train_mode: bool = True,
+        freeze_backbone: bool = False,
     ) -> tuple[int, float]:
         """The training loop: ``epochs`` passes over ``split``; returns (images, seconds).
 
         ``loss`` replaces the strategy's loss for a strategy's own phase (a
-        warm-up); such a phase draws no replay and adds no option terms. The
+        warm-up); such a phase draws no replay and adds no option terms.
+        ``freeze_backbone`` runs the backbone in eval mode without autograd
+        (a phase that trains only ``parameters`` of the head). The
         backbone runs under the run's autocast; the head runs in float32 on
         its features, so every loss and every stored logit is float32. The
         only host syncs are every ``log_every`` steps, to show the mean loss
@@ -264,7 +266,7 @@ class Runner:
         x_all = split.x.to(self.device)
         y_all = split.y.to(self.device)
         n = len(y_all)
-        model.train(train_mode)
+        model.train(not freeze_backbone)
         images = 0
         _sync(self.device)
         start = time.perf_counter()
@@ -283,7 +285,7 @@ class Runner:
                     if replay is not None:
                         raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
                     x = self.augment.train(raw, self.generator)
-                    with self.autocast():
+                    with self.autocast(), torch.no_grad() if freeze_backbone else nullcontext():
                         features = self.train_backbone(x)
                     features = features.float()
                     step = Step(raw, x, y, len(index), features, model.head(features), replay)

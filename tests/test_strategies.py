@@ -86,6 +86,7 @@ def test_lwf_warmup_trains_only_new_units(tiny_stream):
     old_bias = model.head.blocks[0].bias.detach().clone()
     strategy.before_task(ctx)
     assert all(torch.equal(a, b) for a, b in zip(backbone, model.backbone.parameters()))
+    assert all(p.grad is None for p in model.backbone.parameters())  # no backward through the frozen backbone
     assert torch.equal(model.head.weight[:2], old_rows)
     assert torch.equal(model.head.blocks[0].bias, old_bias)
     assert not torch.equal(model.head.weight[2:], new_rows)

@@ -38,7 +38,7 @@ class LwF(Strategy):
             parameters=ctx.model.head.parameters(),
             loss=classification_loss_new_units,
             weight_decay=0.0,
-            train_mode=False,
+            freeze_backbone=True,
         )
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
