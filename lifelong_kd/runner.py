@@ -132,6 +132,7 @@ class Runner:
         self.config, speed_choices = config.resolved(train_images)
         self.stream = stream
         self.strategy = strategy
+        strategy.resolve_loop_settings(self.config.epochs)
         self.model = model.to(self.device)
         if self.config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

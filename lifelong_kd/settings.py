@@ -84,7 +84,9 @@ ALPHA = Setting("alpha", 1.0, "weight of the distillation term", low=0.0)
 TEMPERATURE = Setting("temperature", 2.0, "distillation temperature T", low=0.0, low_open=True, high=1e3)
 T2 = Setting("t2", False, "multiply the KL term by T^2 (Hinton et al. 2015)")
 BETA = Setting("beta", 0.5, "weight of the CE on a second replay batch's labels", low=0.0)
-WARMUP_EPOCHS = Setting("warmup_epochs", 0, "epochs training only the new head units before each task", low=0)
+WARMUP_EPOCHS = Setting(
+    "warmup_epochs", 0, "epochs training only the new head units before each task (-1: as many as --epochs)", low=-1
+)
 MEMORY = Setting("memory", 500, "replay memory budget M in samples", low=1)
 MEMORY_POLICY = Setting(
     "memory_policy", "reservoir", "how the memory is filled",

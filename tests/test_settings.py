@@ -69,7 +69,10 @@ def test_runner_trains_with_the_strategys_optimiser_settings(tiny_stream, monkey
     monkeypatch.setattr(torch.optim, "SGD", spy)
     config = TrainConfig(epochs=1, batch_size=16, amp="off", compile="off", eval_batch_size=64)
     doc = Runner(tiny_model(tiny_stream), build_strategy("lwf"), tiny_stream, config, progress=False).run()
-    assert made and all(kw["lr"] == 0.01 and kw["weight_decay"] == 5e-4 and kw["momentum"] == 0.0 for kw in made)
+    main_phase = [kw for kw in made if kw["weight_decay"]]  # the head warm-up trains without decay
+    assert len(main_phase) == 3 and len(made) == 5  # one optimiser per task, one per warm-up (tasks 2, 3)
+    assert all(kw["lr"] == 0.01 and kw["weight_decay"] == 5e-4 and kw["momentum"] == 0.0 for kw in main_phase)
+    assert all(kw["lr"] == 0.01 for kw in made)
     assert doc["config"]["hparams"]["lr"] == 0.01 and "lr" not in doc["config"]["train"]
 
 
@@ -146,3 +149,12 @@ def test_speed_flags_off_give_the_plain_float32_eager_path(tiny_stream):
         assert not torch.is_autocast_enabled("cpu")
     conv = next(m for m in runner.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("epochs, given, recorded", [(2, None, 2), (3, None, 3), (2, 0, 0), (2, 5, 5)])
+def test_lwf_warm_up_follows_the_epochs_by_default_and_is_recorded_resolved(tiny_stream, epochs, given, recorded):
+    """Mammoth's LwF warms the new head up for n_epochs: ``warmup_epochs -1`` (the default) becomes
+    the run's epochs per task, and results.json records the number, not the rule."""
+    strategy = build_strategy("lwf", warmup_epochs=given)
+    runner = Runner(tiny_model(tiny_stream), strategy, tiny_stream, tiny_config(epochs=epochs), progress=False)
+    assert runner.run_config["hparams"]["warmup_epochs"] == recorded == strategy.hparams["warmup_epochs"]

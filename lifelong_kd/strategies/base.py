@@ -58,6 +58,9 @@ class Strategy:
         """The declared default of every setting (before per-memory defaults)."""
         return {setting.name: setting.default for setting in cls.settings}
 
+    def resolve_loop_settings(self, epochs: int) -> None:
+        """Resolve, once, the settings whose default follows the loop's (``epochs`` per task)."""
+
     def training_split(self, ctx: TaskContext) -> Split:
         return ctx.task.train
 

@@ -4,7 +4,10 @@
 close to the recorded outputs": CE on the current task plus
 alpha * KL(softmax(t/T) || softmax(s/T)) over the old units, T = 2.
 Defaults: the DER paper's grid search for Seq-CIFAR-10 (Buzzega et al. 2020,
-appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor. The head
+appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor, and, as
+that paper's code (Mammoth) does, a warm-up of the new head units alone for
+as many epochs as the task trains (``warmup_epochs -1``; 0 turns it off;
+measured: README, "LwF's warm-up"). The head
 is the class-IL one that grid was searched on (one growing head); the
 paper's original multi-head form is ``--head multi`` (one KL per old head).
 """
@@ -26,11 +29,16 @@ class LwF(Strategy):
         ALPHA.with_default(3.0, "DER paper appendix, Seq-CIFAR-10 'LwF' grid"),
         TEMPERATURE.with_default(2.0, "Li & Hoiem 2017; DER paper grid"),
         T2,
-        WARMUP_EPOCHS,
+        WARMUP_EPOCHS.with_default(-1, "Mammoth's LwF, the DER paper's code: n_epochs of head-only training"),
     )
 
+    def resolve_loop_settings(self, epochs: int) -> None:
+        """``warmup_epochs -1`` becomes the task's epochs, as Mammoth's LwF warms up for ``n_epochs``."""
+        if self.hparams["warmup_epochs"] < 0:
+            self.hparams["warmup_epochs"] = epochs
+
     def before_task(self, ctx: TaskContext) -> None:
-        """Optional warm-up: train only the new head units, backbone frozen in eval mode."""
+        """The warm-up (Mammoth's LwF): train only the new head units, the backbone frozen in eval mode."""
         if ctx.teacher is None or not self.hparams["warmup_epochs"]:
             return
         ctx.fit(
