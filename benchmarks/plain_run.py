@@ -3,8 +3,8 @@
 Runs the same plain command twice, one after the other on this machine: with
 the code of ``--before`` (a commit, checked out into a temporary git worktree)
 and with the working tree's code. Records train, evaluation and wall seconds
-of each, and what each run chose (results.json's ``train`` and
-``speed_choices``, where the code records them).
+of each, and what each run chose (results.json's ``config.train`` and
+``environment.speed_choices``, where the code records them).
 
     python benchmarks/plain_run.py --before 2f142cf      # ~8 min here; writes plain_run.json
 """
@@ -39,7 +39,7 @@ def plain_run(code: Path, argv: list[str], out: Path) -> dict:
         "images_per_second": timing["images_per_second"],
         "class_il_final_accuracy": doc["metrics"]["class_il"]["final_accuracy"],
         "train": doc["config"]["train"],
-        "speed_choices": doc["config"].get("speed_choices"),
+        "speed_choices": doc["environment"].get("speed_choices"),
         "head": doc["config"].get("head"),
     }
 
