@@ -1,0 +1,119 @@
+"""Per-step trace of iCaRL's training: what happens in a task whose current classes are not learnt.
+
+Runs the Split-CIFAR-10 protocol of ``split_cifar10.py`` (reduced ResNet-18, batch 32, 1 epoch,
+bf16, channels_last) for iCaRL at each memory size and seed, and records after every SGD step:
+
+- ``loss``: iCaRL's BCE (classification + distillation);
+- ``current_task_il``: on the batch's current-task samples, the share whose larger current-task
+  logit is the right one (the task-IL accuracy the test matrix shows, on training data);
+- ``new_gap``: mean |s_a - s_b| between the two current-task logits on those samples;
+- ``feature_std``: the batch's standard deviation of each feature, averaged over features
+  (near 0: every image maps to the same representation);
+- ``dead_features``: the share of feature dimensions that are 0 for every image of the batch;
+- ``grad_norm``: the L2 norm of all gradients of the step.
+
+    python benchmarks/icarl_trace.py --memories 200 500 --seeds 1 --output icarl_trace.json
+
+The values are kept on the device and read once per task, so the trace does not slow the loop.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from common import SHARED_DATA, provenance, save
+
+from lifelong_kd.cli import build_parser, prepare_run
+from lifelong_kd.context import Step, TaskContext
+
+QUANTITIES = ("loss", "current_task_il", "new_gap", "feature_std", "dead_features", "grad_norm")
+
+
+def trace_steps(runner) -> dict[int, list[torch.Tensor]]:
+    """Wrap the strategy's ``after_step`` so that each step appends its quantities (one tensor) per task."""
+    strategy = runner.strategy
+    after_step, loss = strategy.after_step, strategy.loss
+    trace: dict[int, list[torch.Tensor]] = {}
+    last_loss: list[torch.Tensor] = []
+
+    def recording_loss(ctx: TaskContext, step: Step) -> torch.Tensor:
+        value = loss(ctx, step)
+        last_loss[:] = [value.detach()]
+        return value
+
+    def recording_after_step(ctx: TaskContext, step: Step) -> None:
+        with torch.no_grad():
+            current = step.logits[: step.n_current, ctx.n_old : ctx.n_seen].float()
+            target = step.y[: step.n_current] - ctx.n_old
+            features = step.features.float()
+            grads = [p.grad.float().norm() for p in runner.model.parameters() if p.grad is not None]
+            trace.setdefault(ctx.task.index, []).append(torch.stack([
+                last_loss[0].float(),
+                (current.argmax(1) == target).float().mean(),
+                (current[:, 0] - current[:, 1]).abs().mean(),
+                features.std(0).mean(),
+                (features.abs().amax(0) == 0).float().mean(),
+                torch.stack(grads).norm(),
+            ]))
+        after_step(ctx, step)
+
+    strategy.loss, strategy.after_step = recording_loss, recording_after_step
+    return trace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA / "cifar10-jpeg.zip")
+    parser.add_argument("--memories", nargs="+", type=int, default=[200, 500])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--lr", type=float, help="override iCaRL's lr")
+    parser.add_argument("--head", choices=["incremental", "fixed"], default="incremental")
+    parser.add_argument("--max-train-per-class", type=int, help="a smaller stream, for a quick check")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/icarl_trace"))
+    parser.add_argument("--output", default="icarl_trace.json")
+    args = parser.parse_args()
+    origin = provenance()
+    runs = []
+    for memory in args.memories:
+        for seed in args.seeds:
+            argv = [
+                "run", "--benchmark", "split-cifar10", "--data-root", str(args.data_root), "--strategy", "icarl",
+                "--model", "reduced-resnet18", "--epochs", "1", "--batch-size", "32", "--seed", str(seed),
+                "--amp", "bf16", "--channels-last", "--compile", "off", "--memory", str(memory),
+                "--head", args.head, "--out", str(args.runs_dir / f"m{memory}-seed{seed}"), "--overwrite", "--quiet",
+            ]
+            if args.lr is not None:
+                argv += ["--lr", str(args.lr)]
+            if args.max_train_per_class:
+                argv += ["--max-train-per-class", str(args.max_train_per_class)]
+            start = time.perf_counter()
+            runner = prepare_run(build_parser().parse_args(argv))
+            trace = trace_steps(runner)
+            doc = runner.run()
+            steps = {task: torch.stack(values).cpu() for task, values in trace.items()}
+            task_il = doc["matrices"]["task_il"]
+            runs.append({
+                "memory": memory, "seed": seed, "lr": doc["config"]["hparams"]["lr"], "argv": ["lifelong-kd", *argv],
+                "class_il_final": doc["metrics"]["class_il"]["final_accuracy"],
+                "current_task_test_task_il": [task_il[t][t] for t in range(len(task_il))],
+                "steps": {
+                    str(task): {name: [round(v, 5) for v in values[:, i].tolist()] for i, name in enumerate(QUANTITIES)}
+                    for task, values in steps.items()
+                },
+                "wall_seconds": time.perf_counter() - start,
+            })
+            print(f"icarl M={memory} seed {seed}: class-IL {runs[-1]['class_il_final']:.2f}, current-task test "
+                  f"task-IL {[round(v, 1) for v in runs[-1]['current_task_test_task_il']]}")
+            for task, values in steps.items():
+                quarters = values.split((len(values) + 3) // 4)
+                summary = "  ".join(
+                    f"{name} " + "/".join(f"{chunk[:, i].mean():.3g}" for chunk in quarters)
+                    for i, name in enumerate(QUANTITIES)
+                )
+                print(f"  task {task + 1} (quarters of the task): {summary}", flush=True)
+    print(f"saved {save(args.output, {**origin, 'quantities': QUANTITIES, 'runs': runs})}")
+
+
+if __name__ == "__main__":
+    main()
