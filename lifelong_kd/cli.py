@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .models import HEADS, MODELS, build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .results import atomic_write_text
-from .runner import NonFiniteLossError, Runner, TrainConfig, seed_everything
+from .runner import HeadLayoutWarning, NonFiniteLossError, Runner, TrainConfig, seed_everything
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
 from .strategies import STRATEGIES, Strategy
@@ -135,13 +136,8 @@ def strategy_from_args(args: argparse.Namespace) -> Strategy:
     return cls(**given)
 
 
-def head_for(strategy: Strategy, head: str | None) -> str:
-    """``--head``, or the strategy's paper's layout; warns (stderr) when the layout is known to break the method."""
-    chosen = head or strategy.head
-    if chosen in strategy.broken_heads:
-        print(f"{PROG}: warning: --head {chosen} with {strategy.name}: {strategy.broken_heads[chosen]} "
-              f"(its paper uses --head {strategy.head})", file=sys.stderr)
-    return chosen
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def prepare_run(args: argparse.Namespace) -> Runner:
@@ -150,7 +146,7 @@ def prepare_run(args: argparse.Namespace) -> Runner:
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
     strategy = strategy_from_args(args)
-    head = head_for(strategy, args.head)
+    head = args.head or strategy.head  # the runner warns when the layout breaks the method
     options: list[Option] = [WeightAligning()] if args.wa else []
     if args.feature_kd == "lucir":
         options.append(FeatureDistillation(args.feature_kd_weight))
@@ -312,7 +308,10 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", HeadLayoutWarning)
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

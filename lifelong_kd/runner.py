@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -44,6 +45,10 @@ LossFn = Callable[[TaskContext, Step], torch.Tensor]
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stops."""
+
+
+class HeadLayoutWarning(UserWarning):
+    """The model's head layout is known to break the strategy (``Strategy.broken_heads``)."""
 
 
 @dataclass(frozen=True)
@@ -145,11 +150,15 @@ class Runner:
             stream.mean, stream.std, stream.crop_padding, stream.hflip, self.device, self.config.channels_last
         )
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        head_warning = strategy.head_warning(model.head_kind)
+        if head_warning is not None:
+            warnings.warn(head_warning, HeadLayoutWarning, stacklevel=2)
         self.run_config = {
             "benchmark": stream.name,
             "n_tasks": len(stream),
             **(run_config or {}),
             "head": model.head_kind,
+            "warnings": [] if head_warning is None else [head_warning],
             "train": asdict(self.config),
             "strategy": strategy.name,
             "hparams": strategy.hparams,

@@ -11,7 +11,7 @@ from lifelong_kd import report, speed
 from lifelong_kd.cli import build_parser, main, strategy_from_args
 from lifelong_kd.errors import UsageError
 from lifelong_kd.options import FeatureDistillation
-from lifelong_kd.runner import Runner, TrainConfig
+from lifelong_kd.runner import HeadLayoutWarning, Runner, TrainConfig
 from lifelong_kd.settings import Setting
 from lifelong_kd.strategies import STRATEGIES, build_strategy
 
@@ -127,8 +127,20 @@ def test_der_defaults_to_its_papers_fixed_head_and_warns_on_a_growing_one(tmp_pa
     assert main([*DIGITS_RUN, "--strategy", "der", "--memory", "20", "--head", "incremental",
                  "--out", str(tmp_path / "b")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "warning: --head incremental with der" in err[0] and "--head fixed" in err[0]
-    assert json.loads((tmp_path / "b" / "results.json").read_text())["config"]["head"] == "incremental"
+    assert len(err) == 1 and err[0].startswith("lifelong-kd: warning: head 'incremental' with der: ")
+    assert err[0].endswith("(its paper uses 'fixed')")
+    config = json.loads((tmp_path / "b" / "results.json").read_text())["config"]
+    assert config["head"] == "incremental" and config["warnings"] == [err[0].removeprefix("lifelong-kd: warning: ")]
+
+
+def test_the_python_api_warns_on_a_head_that_breaks_the_method(tiny_stream):
+    config = TrainConfig(epochs=1, batch_size=16, amp="off", compile="off")
+    with pytest.warns(HeadLayoutWarning, match="head 'incremental' with der: "):
+        runner = Runner(tiny_model(tiny_stream), build_strategy("der", memory=8), tiny_stream, config, progress=False)
+    assert len(runner.run_config["warnings"]) == 1
+    quiet = Runner(tiny_model(tiny_stream, "fixed"), build_strategy("der", memory=8), tiny_stream, config,
+                   progress=False)
+    assert quiet.run_config["warnings"] == []
 
 
 def test_list_shows_heads_settings_and_their_sources(capsys):

@@ -53,6 +53,12 @@ class Strategy:
         chosen = {**{key: s.default for key, s in declared.items()}, **self.memory_defaults.get(memory, {}), **given}
         self.hparams: dict[str, Any] = {key: declared[key].check(value) for key, value in chosen.items()}
 
+    def head_warning(self, head_kind: str) -> str | None:
+        """Why ``head_kind`` breaks this method, as one line, or None when it does not."""
+        if head_kind not in self.broken_heads:
+            return None
+        return f"head '{head_kind}' with {self.name}: {self.broken_heads[head_kind]} (its paper uses '{self.head}')"
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The declared default of every setting (before per-memory defaults)."""
