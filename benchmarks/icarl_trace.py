@@ -15,9 +15,16 @@ bf16, channels_last) for iCaRL at each memory size and seed, and records after e
     python benchmarks/icarl_trace.py --memories 200 500 --seeds 1 --output icarl_trace.json
 
 The values are kept on the device and read once per task, so the trace does not slow the loop.
+
+At the end of each task (before the memory update) it also measures the current task's task-IL
+accuracy, on up to ``--check-images`` images, four ways: on the test set in eval mode (what the
+accuracy matrix records), on the test set with BatchNorm using each batch's own statistics, on the
+training set in eval mode (no augmentation), and on the test set after re-estimating BatchNorm's
+running statistics on the task's training data (``bn_checks``).
 """
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -62,6 +69,41 @@ def trace_steps(runner) -> dict[int, list[torch.Tensor]]:
     return trace
 
 
+def current_task_il(model, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Task-IL accuracy (%) of ``model`` on uint8 images ``x`` of the current task, in the model's mode."""
+    correct = 0
+    with torch.no_grad(), ctx.autocast():
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            logits = model(ctx.normalise(xb.to(ctx.device))).float()[:, ctx.n_old : ctx.n_seen]
+            correct += int((logits.argmax(1) == yb.to(ctx.device) - ctx.n_old).sum())
+    return 100.0 * correct / len(y)
+
+
+def bn_checks(ctx: TaskContext, n_images: int) -> dict[str, float]:
+    """The current task's task-IL accuracy in eval mode and three ways that isolate BatchNorm's statistics."""
+    test, train = ctx.task.test, ctx.task.train
+    pick = torch.randperm(len(train.y), generator=torch.Generator().manual_seed(0))[:n_images]
+    train_x, train_y = train.x[pick], train.y[pick]
+    model = ctx.model
+    was_training = model.training
+    model.eval()
+    checks = {
+        "test_eval_mode": current_task_il(model, ctx, test.x, test.y),
+        "train_eval_mode": current_task_il(model, ctx, train_x, train_y),
+    }
+    batch_stats = copy.deepcopy(model).train()
+    checks["test_batch_statistics"] = current_task_il(batch_stats, ctx, test.x, test.y)
+    recalibrated = copy.deepcopy(model).train()
+    for module in recalibrated.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average over the batches below
+    current_task_il(recalibrated, ctx, train_x, train_y, batch_size=32)
+    checks["test_recalibrated_bn"] = current_task_il(recalibrated.eval(), ctx, test.x, test.y)
+    model.train(was_training)
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA / "cifar10-jpeg.zip")
@@ -69,6 +111,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--lr", type=float, help="override iCaRL's lr")
     parser.add_argument("--head", choices=["incremental", "fixed"], default="incremental")
+    parser.add_argument("--check-images", type=int, default=2000, help="training images for the BatchNorm checks")
     parser.add_argument("--max-train-per-class", type=int, help="a smaller stream, for a quick check")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/icarl_trace"))
     parser.add_argument("--output", default="icarl_trace.json")
@@ -90,6 +133,14 @@ def main() -> None:
             start = time.perf_counter()
             runner = prepare_run(build_parser().parse_args(argv))
             trace = trace_steps(runner)
+            checks: list[dict[str, float]] = []
+            after_task = runner.strategy.after_task
+
+            def checked_after_task(ctx: TaskContext, after_task=after_task, checks=checks) -> None:
+                checks.append(bn_checks(ctx, args.check_images))
+                after_task(ctx)
+
+            runner.strategy.after_task = checked_after_task
             doc = runner.run()
             steps = {task: torch.stack(values).cpu() for task, values in trace.items()}
             task_il = doc["matrices"]["task_il"]
@@ -97,6 +148,7 @@ def main() -> None:
                 "memory": memory, "seed": seed, "lr": doc["config"]["hparams"]["lr"], "argv": ["lifelong-kd", *argv],
                 "class_il_final": doc["metrics"]["class_il"]["final_accuracy"],
                 "current_task_test_task_il": [task_il[t][t] for t in range(len(task_il))],
+                "bn_checks": checks,
                 "steps": {
                     str(task): {name: [round(v, 5) for v in values[:, i].tolist()] for i, name in enumerate(QUANTITIES)}
                     for task, values in steps.items()
@@ -112,6 +164,8 @@ def main() -> None:
                     for i, name in enumerate(QUANTITIES)
                 )
                 print(f"  task {task + 1} (quarters of the task): {summary}", flush=True)
+                print("    end of task, current task-IL %: " + "  ".join(
+                    f"{name} {value:.1f}" for name, value in checks[task].items()), flush=True)
     print(f"saved {save(args.output, {**origin, 'quantities': QUANTITIES, 'runs': runs})}")
 
 

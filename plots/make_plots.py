@@ -45,37 +45,46 @@ def _memory(doc: dict[str, Any]) -> int | None:
     return doc["config"]["hparams"].get("memory")
 
 
+def _runs(name: str, strategies: tuple[str, ...], memory: int | None = None) -> list[dict[str, Any]]:
+    """The runs of ``name`` whose strategy is one of ``strategies``, at replay budget ``memory``."""
+    return [doc for doc in benchmark_documents(name)
+            if doc["config"]["strategy"] in strategies and _memory(doc) in (None, memory)]
+
+
 def split_cifar10_curves() -> list[Path]:
+    """Each strategy's defaults, seed 0: the no-replay strategies and joint training."""
+    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune", "joint"))
+    docs += _runs("split_cifar10_new_defaults.json", ("lwf", "kd-mse"))
     path = HERE / "split_cifar10_forgetting_curves.png"
-    plots.plot_forgetting_curves(benchmark_documents("split_cifar10.json"), path)
+    plots.plot_forgetting_curves(docs, path)
     return [path]
 
 
 def split_cifar10_matrices() -> list[Path]:
-    """Growing head, seed 0: fine-tuning and LwF (no replay), ER and DER++ (M = 500)."""
-    no_replay = [doc for doc in benchmark_documents("split_cifar10.json")
-                 if doc["config"]["strategy"] in ("finetune", "lwf")]
-    replay = [doc for doc in benchmark_documents("split_cifar10_replay.json")
-              if doc["config"]["strategy"] in ("er", "derpp") and _memory(doc) == 500]
+    """Each strategy's defaults, seed 0: fine-tuning and LwF (no replay), ER and DER++ (M = 500)."""
+    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune",))
+    docs += _runs("split_cifar10_new_defaults.json", ("lwf",))
+    docs += _runs("split_cifar10_replay_new_defaults.json", ("er", "derpp"), 500)
     path = HERE / "split_cifar10_accuracy_matrices.png"
-    plots.plot_accuracy_matrices(no_replay + replay, path,
-                                 title="Accuracy matrices R[i, j] (%), Split-CIFAR-10, growing head")
+    plots.plot_accuracy_matrices(docs, path, title="Accuracy matrices R[i, j] (%), Split-CIFAR-10, default heads")
     return [path]
 
 
-def split_cifar10_fixed_head_seeds() -> list[Path]:
-    """Fixed head, M = 500: seed 0 (split_cifar10_fixed_head.json) and seeds 1, 2 (..._seeds.json)."""
-    seed_zero = [doc for doc in benchmark_documents("split_cifar10_fixed_head.json") if _memory(doc) in (None, 500)]
-    docs = seed_zero + benchmark_documents("split_cifar10_fixed_head_seeds.json")
-    setting = "Split-CIFAR-10, fixed head, M = 500, seeds 0-2 (mean ± std)"
-    comparison = HERE / "split_cifar10_fixed_head_comparison.png"
+def split_cifar10_headline() -> list[Path]:
+    """The headline rows, each strategy's defaults, M = 500, seeds 0-2 (seed 0 from three files)."""
+    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune", "er", "derpp"), 500)
+    docs += _runs("split_cifar10_new_defaults.json", ("lwf",))
+    docs += _runs("split_cifar10_der_icarl_default_head.json", ("der",), 500)
+    docs += benchmark_documents("split_cifar10_headline_seeds.json")
+    setting = "Split-CIFAR-10, each strategy's defaults, M = 500, seeds 0-2 (mean ± std)"
+    comparison = HERE / "split_cifar10_headline_comparison.png"
     plots.plot_strategy_comparison(docs, comparison, title=f"Average accuracy on the tasks seen: {setting}")
-    final = HERE / "split_cifar10_fixed_head_final.png"
+    final = HERE / "split_cifar10_headline_final.png"
     plots.plot_final_metrics(docs, final, title=f"After the last task: {setting}")
     return [comparison, final]
 
 
 if __name__ == "__main__":
-    for make in (split_cifar10_curves, split_cifar10_matrices, split_cifar10_fixed_head_seeds):
+    for make in (split_cifar10_curves, split_cifar10_matrices, split_cifar10_headline):
         for figure in make():
             print(f"wrote {figure}")
