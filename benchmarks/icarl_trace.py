@@ -20,7 +20,8 @@ At the end of each task (before the memory update) it also measures the current 
 accuracy, on up to ``--check-images`` images, four ways: on the test set in eval mode (what the
 accuracy matrix records), on the test set with BatchNorm using each batch's own statistics, on the
 training set in eval mode (no augmentation), and on the test set after re-estimating BatchNorm's
-running statistics on the task's training data (``bn_checks``).
+running statistics on what the task trained on (``bn_checks``). The batch-statistics check uses
+shuffled test batches of 32, as training does.
 """
 
 import argparse
@@ -33,6 +34,7 @@ from common import SHARED_DATA, provenance, save
 
 from lifelong_kd.cli import build_parser, prepare_run
 from lifelong_kd.context import Step, TaskContext
+from lifelong_kd.data import Split
 
 QUANTITIES = ("loss", "current_task_il", "new_gap", "feature_std", "dead_features", "grad_norm")
 
@@ -79,26 +81,34 @@ def current_task_il(model, ctx: TaskContext, x: torch.Tensor, y: torch.Tensor, b
     return 100.0 * correct / len(y)
 
 
-def bn_checks(ctx: TaskContext, n_images: int) -> dict[str, float]:
-    """The current task's task-IL accuracy in eval mode and three ways that isolate BatchNorm's statistics."""
+def bn_checks(ctx: TaskContext, split: Split, n_images: int) -> dict[str, float]:
+    """The current task's task-IL accuracy in eval mode, and three ways that isolate BatchNorm's statistics.
+
+    ``split`` is what the task trained on (iCaRL: the task's data and the exemplars).
+    """
     test, train = ctx.task.test, ctx.task.train
-    pick = torch.randperm(len(train.y), generator=torch.Generator().manual_seed(0))[:n_images]
-    train_x, train_y = train.x[pick], train.y[pick]
+    generator = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(train.y), generator=generator)[:n_images]
+    shuffled = torch.randperm(len(test.y), generator=generator)
+    mixed = torch.randperm(len(split.y), generator=generator)[:n_images]
     model = ctx.model
     was_training = model.training
     model.eval()
     checks = {
         "test_eval_mode": current_task_il(model, ctx, test.x, test.y),
-        "train_eval_mode": current_task_il(model, ctx, train_x, train_y),
+        "train_eval_mode": current_task_il(model, ctx, train.x[pick], train.y[pick]),
     }
     batch_stats = copy.deepcopy(model).train()
-    checks["test_batch_statistics"] = current_task_il(batch_stats, ctx, test.x, test.y)
+    checks["test_batch_statistics"] = current_task_il(
+        batch_stats, ctx, test.x[shuffled], test.y[shuffled], batch_size=32)
     recalibrated = copy.deepcopy(model).train()
     for module in recalibrated.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None  # a cumulative average over the batches below
-    current_task_il(recalibrated, ctx, train_x, train_y, batch_size=32)
+    with torch.no_grad(), ctx.autocast():
+        for chunk in split.x[mixed].split(32):
+            recalibrated(ctx.normalise(chunk.to(ctx.device)))
     checks["test_recalibrated_bn"] = current_task_il(recalibrated.eval(), ctx, test.x, test.y)
     model.train(was_training)
     return checks
@@ -136,8 +146,10 @@ def main() -> None:
             checks: list[dict[str, float]] = []
             after_task = runner.strategy.after_task
 
-            def checked_after_task(ctx: TaskContext, after_task=after_task, checks=checks) -> None:
-                checks.append(bn_checks(ctx, args.check_images))
+            def checked_after_task(
+                ctx: TaskContext, after_task=after_task, checks=checks, strategy=runner.strategy
+            ) -> None:
+                checks.append(bn_checks(ctx, strategy.training_split(ctx), args.check_images))
                 after_task(ctx)
 
             runner.strategy.after_task = checked_after_task
