@@ -263,7 +263,8 @@ class Runner:
         backbone runs under the run's autocast; the head runs in float32 on
         its features, so every loss and every stored logit is float32. The
         only host syncs are every ``log_every`` steps, to show the mean loss
-        and stop on a NaN. A final batch of one sample is skipped (BatchNorm).
+        and stop on a NaN. An epoch's final, incomplete batch is skipped when
+        it holds fewer than half ``batch_size`` samples (``too_small_to_step``).
         """
         cfg = self.config
         model = self.model
@@ -288,7 +289,7 @@ class Runner:
             with tqdm(total=n, desc=desc, unit="img", disable=not self.progress, leave=False) as bar:
                 for begin in range(0, n, cfg.batch_size):
                     index = order[begin : begin + cfg.batch_size]
-                    if len(index) < 2:
+                    if too_small_to_step(len(index), cfg.batch_size, first=begin == 0):
                         continue
                     raw, y = x_all[index], y_all[index]
                     replay = self.strategy.replay_batch(ctx, self.generator) if loss is None else None
@@ -330,6 +331,19 @@ class Runner:
             extra_scores=self.strategy.eval_scores, normalise=self.augment.eval, autocast=self.eval_autocast,
             batch_size=self.config.eval_batch_size,
         )
+
+
+def too_small_to_step(size: int, batch_size: int, first: bool) -> bool:
+    """Whether the loop skips a batch of ``size`` samples: one sample (BatchNorm cannot train on it),
+    or an epoch's final batch of fewer than ``batch_size / 2`` (``first``: the epoch has no other).
+
+    A tiny final batch made the last SGD step of a task one on, say, 4 samples: BatchNorm's
+    statistics from 4 samples and a gradient several times as noisy, at the full learning rate,
+    decide the weights the task ends with. iCaRL at M = 500 (10,500 images a task, 10,500 % 32 = 4)
+    lost current-task accuracy to that one step (README, "iCaRL at M = 500").
+    The skipped samples are drawn again, at other positions, in the next epoch's permutation.
+    """
+    return size < 2 or (not first and size < batch_size / 2)
 
 
 def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskContext, epoch: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_tiny_stream, tiny_config, tiny_model
 
-from lifelong_kd.runner import NonFiniteLossError, Runner
+from lifelong_kd.runner import NonFiniteLossError, Runner, TrainConfig, too_small_to_step
 from lifelong_kd.settings import training_settings
 from lifelong_kd.strategies import build_strategy
 from lifelong_kd.strategies.base import Strategy
@@ -199,3 +199,17 @@ def test_class_il_ignores_the_units_of_unseen_classes(tiny_stream):
     assert row["class_il"][0] == pytest.approx(expected) and expected > 25.0
     runner.strategy.eval_scores = lambda features: {"nme": model.head(features)}
     assert runner.evaluate(2, [0])["nme_class_il"][0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("batch_size", "sizes"), [(20, [20, 20]), (28, [28, 20]), (64, [48])])
+def test_an_epochs_tiny_final_batch_is_skipped(tiny_stream, batch_size, sizes):
+    """48 images a task: a final batch under half the batch size (8 of 20) takes no step; 20 of 28 does,
+    and an epoch whose only batch is small still trains."""
+    strategy = build_strategy("finetune")
+    steps: list[int] = []
+    strategy.after_step = lambda ctx, step: steps.append(len(step.y))
+    config = TrainConfig(epochs=1, batch_size=batch_size, amp="off", compile="off")
+    Runner(tiny_model(tiny_stream), strategy, tiny_stream, config, progress=False).run()
+    assert steps == sizes * len(tiny_stream)
+    assert too_small_to_step(1, 32, first=True) and not too_small_to_step(16, 32, first=False)
+    assert too_small_to_step(15, 32, first=False) and not too_small_to_step(15, 32, first=True)

@@ -141,6 +141,7 @@ def test_the_python_api_warns_on_a_head_that_breaks_the_method(tiny_stream):
     quiet = Runner(tiny_model(tiny_stream, "fixed"), build_strategy("der", memory=8), tiny_stream, config,
                    progress=False)
     assert quiet.run_config["warnings"] == []
+    assert build_strategy("derpp").head_warning("incremental") is None  # its label CE trains new units down
 
 
 def test_list_shows_heads_settings_and_their_sources(capsys):
