@@ -112,11 +112,45 @@ def _field(batch: dict[Any, Any], key: str, file: Path) -> Any:
     raise UsageError(f"'{file}' has no '{key}' entry: it is not an official CIFAR pickle; re-fetch it with --download")
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what the official CIFAR pickles hold.
+
+    Those files are dicts of bytes, strings, numbers, lists and numpy arrays; the arrays are
+    the only objects a pickle must import code for (``numpy``'s ``_reconstruct``, ``ndarray``
+    and ``dtype``). Any other global, such as ``os.system`` or ``builtins.eval``, which a
+    planted file would call while loading, is refused before it is imported.
+    """
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"),  # the official files (numpy 1, Python 2 pickles)
+        ("numpy._core.multiarray", "_reconstruct"),  # numpy 2's name for it
+        ("numpy._core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR pickle holds")
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
 def _unpickle(file: Path) -> dict[Any, Any]:
     if not file.is_file():
         raise UsageError(f"missing CIFAR file '{file}': point --data-root at a complete copy or add --download")
-    with file.open("rb") as f:
-        return pickle.load(f, encoding="bytes")
+    try:
+        with file.open("rb") as f:
+            batch = CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise UsageError(
+            f"'{file}' is not a readable CIFAR pickle ({error or type(error).__name__}): "
+            "replace it with the official file (--download)"
+        ) from None
+    if not isinstance(batch, dict):
+        raise UsageError(f"'{file}' holds a {type(batch).__name__}, not a CIFAR batch: replace it (--download)")
+    return batch
 
 
 def _read_batches(files: Sequence[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from lifelong_kd import datasets
+from lifelong_kd.cli import main
 from lifelong_kd.data import class_order_for, make_stream, split_into_tasks, tensor_stream
 from lifelong_kd.datasets import (
     BENCHMARKS,
@@ -125,6 +126,53 @@ def test_cifar10_pickles_round_trip(tmp_path):
     assert ds.class_names == CIFAR10_NAMES
     np.testing.assert_array_equal(ds.train_x[57], ref["train_x"][57])  # a known image, channel-first
     np.testing.assert_array_equal(ds.test_x, ref["test_x"])
+
+
+class _CreatesAFile:
+    """A harmless stand-in for a malicious payload: unpickling it would create ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_planted_cifar_pickle_is_refused_before_it_runs_anything(tmp_path, capsys):
+    write_cifar10(tmp_path / "data")
+    planted = tmp_path / "created-by-the-pickle"
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1"
+    _dump(batch, {"data": _CreatesAFile(planted), "labels": [0]})
+    with pytest.raises(UsageError, match="it asks for io.open, which no CIFAR pickle holds"):
+        load_cifar_pickles(tmp_path / "data", "cifar10")
+    assert not planted.exists()
+    assert main(["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data_batch_1" in err and "Traceback" not in err and not planted.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not a dict"])
+def test_a_damaged_cifar_pickle_is_one_usage_error(tmp_path, damage):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    if damage == "truncated":
+        batch.write_bytes(batch.read_bytes()[:1000])
+    elif damage == "empty":
+        batch.write_bytes(b"")
+    else:
+        batch.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(UsageError, match="test_batch"):
+        load_cifar_pickles(tmp_path, "cifar10")
+
+
+def test_arrays_pickled_with_protocol_5_load(tmp_path):
+    ref = write_cifar10(tmp_path)
+    for name in ["test_batch"]:
+        path = tmp_path / "cifar-10-batches-py" / name
+        batch = pickle.loads(path.read_bytes())
+        path.write_bytes(pickle.dumps(batch, protocol=5))
+    np.testing.assert_array_equal(load_cifar_pickles(tmp_path, "cifar10").test_x, ref["test_x"])
 
 
 @pytest.mark.parametrize("str_keys", [False, True])
