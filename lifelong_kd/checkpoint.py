@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def load_checkpoint(out_dir: Path, map_location: str | torch.device = "cpu") -> 
             problems.append(f"{path} is missing")
             continue
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            with warnings.catch_warnings():  # torch's own warnings about a bad file; ours names it
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
             first_line = (str(error).splitlines() or [""])[0][:120]
             problems.append(f"{path} is unreadable ({type(error).__name__}: {first_line})")
@@ -85,8 +88,8 @@ def load_checkpoint(out_dir: Path, map_location: str | torch.device = "cpu") -> 
         if not isinstance(state, dict) or "position" not in state:
             problems.append(f"{path} is not a lifelong-kd checkpoint")
             continue
-        warnings = [f"{problem}; resuming from {path}" for problem in problems]
-        return state, warnings
+        notes = [f"{problem}; resuming from {path}" for problem in problems]
+        return state, notes
     raise UsageError(f"no checkpoint to resume from in '{out_dir}': {'; '.join(problems)}")
 
 
