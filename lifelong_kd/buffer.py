@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .faults import kill_point
+
 POLICIES = ("reservoir", "class-balanced", "herding")
 
 
@@ -103,6 +105,7 @@ class ReplayBuffer:
         if len(y) > self.capacity:
             raise ValueError(f"{len(y)} samples exceed the buffer's capacity {self.capacity}")
         self.size = self.seen = len(y)
+        kill_point("memory")
         self.logits = None
         self.logit_units.zero_()
         slots = torch.arange(self.size, device=self.device)

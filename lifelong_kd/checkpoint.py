@@ -11,10 +11,12 @@ and restored with ``random_state`` and ``restore_random_state``.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,43 @@ import numpy as np
 import torch
 
 from .errors import UsageError
+from .faults import kill_point
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+
+
+@dataclass(frozen=True)
+class CheckpointInterval:
+    """How often a mid-task checkpoint is written: every ``steps`` SGD steps or ``seconds`` of training.
+
+    Parsed from ``--checkpoint-every``: ``500`` (steps), ``10m`` (minutes) or ``0`` (end of tasks only).
+    """
+
+    steps: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CheckpointInterval:
+        text = str(text).strip()
+        try:
+            if text.endswith("m"):
+                minutes = float(text[:-1])
+                if minutes > 0 and math.isfinite(minutes):
+                    return cls(seconds=60.0 * minutes)
+            elif int(text) >= 0:
+                return cls(steps=int(text) or None)
+        except ValueError:
+            pass
+        raise UsageError(
+            f"--checkpoint-every '{text}': give steps (500), minutes (10m) or 0 (only at the end of each task)"
+        )
+
+    def due(self, steps: int, seconds: float) -> bool:
+        """Whether a checkpoint is due ``steps`` steps and ``seconds`` seconds after the last one."""
+        return (self.steps is not None and steps >= self.steps) or (
+            self.seconds is not None and seconds >= self.seconds
+        )
 
 
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
@@ -39,6 +75,7 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
+            kill_point("checkpoint")
             handle.flush()
             os.fsync(handle.fileno())
         current = out_dir / CHECKPOINT

@@ -20,10 +20,11 @@ from .models import HEADS, MODELS, build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .results import atomic_write_text
-from .runner import HeadLayoutWarning, NonFiniteLossError, Runner, TrainConfig, seed_everything
+from .runner import HeadLayoutWarning, NonFiniteLossError, Runner
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
 from .strategies import STRATEGIES, Strategy
+from .training import TrainConfig, seed_everything
 
 PROG = "lifelong-kd"
 

@@ -41,6 +41,15 @@ class ReplayStrategy(Strategy):
         if self.buffer is None:
             self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.seed)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": None if self.buffer is None else self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
+        self.buffer = None
+        if state["buffer"] is not None:
+            self.before_task(ctx)
+            self.buffer.load_state_dict(state["buffer"])
+
     def replay_size(self, ctx: TaskContext) -> int:
         return int(self.hparams["replay_batch_size"]) or ctx.batch_size
 
