@@ -92,6 +92,7 @@ class ReplayBuffer:
         positions = torch.arange(count)[keep]
         slots = slots[keep]
         if len(slots):
+            kill_point("memory")
             last = {int(s): i for i, s in enumerate(slots.tolist())}
             chosen = torch.tensor(sorted(last.values()), dtype=torch.long)
             positions, slots = _to_device(torch.stack([positions[chosen], slots[chosen]]), self.device)

@@ -30,6 +30,10 @@ CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 
 
+class CheckpointWarning(UserWarning):
+    """The newest checkpoint could not be read; the run resumes from the previous one."""
+
+
 @dataclass(frozen=True)
 class CheckpointInterval:
     """How often a mid-task checkpoint is written: every ``steps`` SGD steps or ``seconds`` of training.
@@ -71,6 +75,8 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     a part. A kill between the two renames leaves the previous checkpoint, which loading takes.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f".{CHECKPOINT}.*"):  # a write a kill cut short
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", dir=out_dir)
     try:
         with os.fdopen(fd, "wb") as handle:

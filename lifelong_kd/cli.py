@@ -13,13 +13,16 @@ from typing import Any
 import torch
 
 from . import report
+from .checkpoint import CHECKPOINT, PREVIOUS, CheckpointWarning, load_checkpoint
 from .data import make_stream
 from .datasets import BENCHMARKS
 from .errors import UsageError
+from .loop_state import RunInterrupted
 from .models import HEADS, MODELS, build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .results import atomic_write_text
+from .resume import plain_arguments, resumed_arguments
 from .runner import HeadLayoutWarning, NonFiniteLossError, Runner
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
@@ -107,8 +110,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     system.add_argument("--compile", choices=list(COMPILE_CHOICES), default="auto",
                         help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
                         f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
-    system.add_argument("--out", type=Path, required=True, help="output folder for results.json")
+    system.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
     system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    system.add_argument("--resume", type=Path, metavar="OUT",
+                        help="continue the run in OUT from its last checkpoint, with its settings")
+    system.add_argument("--checkpoint-every", default="10m", metavar="STEPS|MINUTESm",
+                        help="mid-task checkpoints every N steps or N minutes (10m); 0: at task ends only")
     system.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -141,9 +148,12 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def prepare_run(args: argparse.Namespace) -> Runner:
-    """Validate everything, then build the stream, model and runner (nothing trained yet)."""
-    check_output_dir(args.out, args.overwrite)
+def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
+    """Validate everything, then build the stream, model and runner (nothing trained yet).
+
+    ``resuming``: ``args.out`` holds the run's checkpoint, which the caller loads next."""
+    if not resuming:
+        check_output_dir(args.out, args.overwrite)
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
     strategy = strategy_from_args(args)
@@ -165,6 +175,7 @@ def prepare_run(args: argparse.Namespace) -> Runner:
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
         device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
+        checkpoint_every=args.checkpoint_every,
     )
     run_config = {
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
@@ -175,36 +186,83 @@ def prepare_run(args: argparse.Namespace) -> Runner:
     args.out.mkdir(parents=True, exist_ok=True)
     return Runner(
         model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
-        progress=not args.quiet,
+        progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)},
     )
 
 
 def execute_run(args: argparse.Namespace) -> dict[str, Any]:
-    """``prepare_run``, then train; returns the results document."""
-    return prepare_run(args).run()
+    """``prepare_run``, then train; returns the results document. With ``args.resume`` it continues
+    the run in that folder from its checkpoint instead."""
+    if args.resume is None:
+        return prepare_run(args).run()
+    state, notes = load_checkpoint(args.out)
+    for note in notes:
+        warnings.warn(note, CheckpointWarning, stacklevel=2)
+    runner = prepare_run(args, resuming=True)
+    runner.resume_from(state)
+    return runner.run()
 
 
 def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
-    (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished."""
+    (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished. Resuming,
+    a finished seed is read back, an interrupted one resumed and the others started."""
     if len(set(args.seeds)) != len(args.seeds):
         raise UsageError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each seed once")
-    check_output_dir(args.out, args.overwrite)
+    if args.resume is None:
+        check_output_dir(args.out, args.overwrite)
     docs = []
     for seed in args.seeds:
         seed_out = args.out / f"seed_{seed}"
-        docs.append(execute_run(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out})))
+        seed_args = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out,
+                                          "seed_group": list(args.seeds), "resume": None})
+        if args.resume is not None and _has_checkpoint(seed_out):
+            seed_args.resume = seed_out
+        docs.append(execute_run(seed_args))
         print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
         atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
     return docs
 
 
+def _has_checkpoint(folder: Path) -> bool:
+    return (folder / CHECKPOINT).is_file() or (folder / PREVIOUS).is_file()
+
+
+def resume_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """The settings of the run in ``args.resume`` (single run or ``--seeds`` group), checked against the
+    flags given with ``--resume``."""
+    out = args.resume
+    if args.out is not None and args.out != out:
+        raise UsageError(f"--resume {out} with --out {args.out}: a run resumes in its own folder; drop --out")
+    if _has_checkpoint(out):
+        saved = load_checkpoint(out)[0]["extra"]["cli_args"]
+    else:
+        seeds = sorted(out.glob("seed_*/" + CHECKPOINT)) + sorted(out.glob("seed_*/" + PREVIOUS))
+        if not seeds:
+            raise UsageError(f"--resume {out}: no checkpoint.pt there or in its seed_N folders; "
+                             "start the run with --out instead")
+        saved = {**load_checkpoint(seeds[0].parent)[0]["extra"]["cli_args"]}
+        saved = {**saved, "seeds": saved.pop("seed_group"), "seed": None, "out": str(out)}
+    defaults = vars(build_parser().parse_args(["run"]))
+    resumed = resumed_arguments(args, defaults, saved)
+    resumed.out = out
+    return resumed
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.seeds:
-        print(report.compare_table(run_seeds(args)))
-        print(f"aggregate -> {args.out / 'aggregate.json'}")
-        return 0
-    doc = execute_run(args)
+    if args.resume is not None:
+        args = resume_arguments(args)
+    elif args.out is None:
+        raise UsageError("run needs --out OUT (a new run) or --resume OUT (continue one)")
+    try:
+        if args.seeds:
+            print(report.compare_table(run_seeds(args)))
+            print(f"aggregate -> {args.out / 'aggregate.json'}")
+            return 0
+        doc = execute_run(args)
+    except RunInterrupted as error:
+        print(f"{PROG}: {error}: resume with `{PROG} run --resume {args.out}`", file=sys.stderr)
+        return 128 + error.signal_number
     print(report.summary_table(doc, args.out / "results.json"))
     return 0
 
@@ -311,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", HeadLayoutWarning)
+            warnings.simplefilter("always", CheckpointWarning)
             warnings.showwarning = _show_warning
             return args.func(args)
     except UsageError as error:

@@ -3,7 +3,8 @@
 With ``LIFELONG_KD_KILL_AT=name:count`` in the environment, the process sends itself SIGKILL the
 ``count``-th time it passes ``kill_point(name)``: a deterministic way to die mid-epoch
 (``step``), during a memory update (``memory``), during an evaluation (``evaluate``) or halfway
-through writing a checkpoint (``checkpoint``). Without the variable a point costs one lookup.
+through writing a checkpoint (``checkpoint``). ``name:count:INT`` (or ``TERM``) sends that
+signal instead. Without the variable a point costs one lookup.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ def kill_point(name: str) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
-    target, _, count = spec.partition(":")
+    target, count, *sent = spec.split(":")
     if target != name:
         return
     _passed[name] += 1
-    if _passed[name] == int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _passed[name] == int(count):
+        os.kill(os.getpid(), getattr(signal, f"SIG{sent[0]}") if sent else signal.SIGKILL)

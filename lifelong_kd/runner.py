@@ -22,12 +22,11 @@ everything else about the loop is ``TrainConfig`` (``lifelong_kd.training``).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from .context import Phase, Step, TaskContext
 from .data import TaskStream
 from .evaluation import accuracy_row, tasks_to_evaluate
 from .faults import kill_point
+from .loop_state import Position, RunInterrupted, stop_requests
 from .models import ContinualModel, frozen_copy
 from .options import Option
 from .results import RunRecord, environment, write_results
@@ -55,33 +55,8 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stops."""
 
 
-class RunInterrupted(RuntimeError):
-    """SIGINT or SIGTERM arrived; a checkpoint was written and the run stopped."""
-
-    def __init__(self, signal_number: int, where: str) -> None:
-        super().__init__(f"interrupted {where}")
-        self.signal_number = signal_number
-
-
 class HeadLayoutWarning(UserWarning):
     """The model's head layout is known to break the strategy (``Strategy.broken_heads``)."""
-
-
-@dataclass
-class Position:
-    """Where the loop is. ``stage`` is ``train`` (at ``phase``, ``epoch``, ``step`` of ``task``) or
-    ``evaluate`` (the task is trained; its evaluation is next)."""
-
-    task: int = 0
-    stage: str = "train"
-    phase: int = 0
-    epoch: int = 0
-    step: int = 0
-
-    def describe(self) -> str:
-        if self.stage == "evaluate":
-            return f"after training task {self.task + 1}"
-        return f"in task {self.task + 1}, phase {self.phase + 1}, epoch {self.epoch + 1}, step {self.step}"
 
 
 def _sync(device: torch.device) -> None:
@@ -97,7 +72,9 @@ class Runner:
     ``checkpoint.pt`` (``checkpoint_every``, the end of every task, and on
     SIGINT/SIGTERM). ``run_config`` is recorded in both, with the resolved loop
     config, the strategy's resolved settings, the options' parameters and the
-    class order. ``resume``, a loaded checkpoint, continues that run.
+    class order. ``extra_state`` is stored in every checkpoint as it is (the
+    CLI keeps its arguments there). ``resume_from`` a loaded checkpoint
+    continues that run.
     """
 
     def __init__(
@@ -111,6 +88,7 @@ class Runner:
         out_dir: Path | None = None,
         run_config: dict[str, Any] | None = None,
         progress: bool = True,
+        extra_state: dict[str, Any] | None = None,
     ) -> None:
         self.options = options or []
         config = config or TrainConfig()
@@ -155,6 +133,7 @@ class Runner:
         self.record = RunRecord(len(stream))
         self.position = Position()
         self.task_sizes: list[int] = []  # the head's width after each task's growth
+        self.extra_state = extra_state or {}
         self._resume: dict[str, Any] | None = None
         self._stop_signal: int | None = None
         self._since_checkpoint = (0, time.perf_counter())
@@ -191,10 +170,13 @@ class Runner:
     def run(self) -> dict[str, Any]:
         """Train the whole stream, or what is left of it after ``resume_from``; return the results
         document (also written to ``out_dir``)."""
-        with self._catching_signals():
-            if self._resume is None and self.model.head_kind == "fixed":
-                self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
-            doc: dict[str, Any] = {}
+        with stop_requests(self.request_stop):
+            if self._resume is None:
+                if self.model.head_kind == "fixed":
+                    self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
+                self.checkpoint()  # a run killed before its first step resumes too
+            finished = self.position.task >= len(self.stream)
+            doc = self.record.document(self.run_config, self.env, "completed" if finished else "running")
             for task in self.stream.tasks[self.position.task :]:
                 try:
                     doc = self.run_task(task.index)
@@ -244,7 +226,7 @@ class Runner:
 
     def write_results(self, status: str) -> dict[str, Any]:
         doc = self.record.document(self.run_config, self.env, status)
-        if self.out_dir is not None and self.record.completed_tasks:
+        if self.out_dir is not None:
             write_results(self.out_dir / "results.json", doc)
         return doc
 
@@ -383,6 +365,7 @@ class Runner:
             "random": random_state(),
             "generator": self.generator.get_state(),
             "record": self.record.state_dict(),
+            "extra": self.extra_state,
         }
         save_checkpoint(self.out_dir, state)
 
@@ -408,27 +391,14 @@ class Runner:
         self.generator.set_state(state["generator"])
         self._resume = state
 
+    def request_stop(self, signal_number: int) -> None:
+        """Stop after the current step, with a checkpoint (SIGINT, SIGTERM)."""
+        self._stop_signal = signal_number
+
     def stop(self) -> None:
         signal_number = self._stop_signal or signal.SIGINT
         self.write_results("interrupted")
         raise RunInterrupted(signal_number, self.position.describe())
-
-    @contextmanager
-    def _catching_signals(self) -> Iterator[None]:
-        """SIGINT and SIGTERM set a flag the loop reads after each step (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(number: int, _frame: Any) -> None:
-            self._stop_signal = number
-
-        previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
 
 
 def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskContext, epoch: int) -> None:

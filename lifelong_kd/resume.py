@@ -1,0 +1,61 @@
+"""``lifelong-kd run --resume OUT``: the settings a run started with, kept in its checkpoint, and the
+check that the resuming command agrees with them.
+
+A checkpoint stores the run's command-line settings (``plain_arguments``). ``--resume OUT`` alone
+takes all of them from the checkpoint; a flag given beside it must equal the checkpoint's value,
+otherwise the command is refused (exit 2) with one line naming each differing setting. Only the
+flags that do not change what is computed (``--quiet``) may differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+PATH_ARGUMENTS = ("data_root", "cache_dir", "out")
+FREE_ON_RESUME = ("resume", "out", "overwrite", "quiet", "func", "command")
+
+
+def plain_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``args`` as plain values a checkpoint can hold (paths as strings, tuples as lists)."""
+    return {key: _plain(value) for key, value in vars(args).items() if key != "func"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def resumed_arguments(args: argparse.Namespace, defaults: dict[str, Any], saved: dict[str, Any]) -> argparse.Namespace:
+    """The checkpoint's settings, after checking that every flag given with ``--resume`` agrees with them.
+
+    ``defaults`` are the parser's defaults: a setting whose value differs from its default was given.
+    """
+    given = {
+        key: value for key, value in vars(args).items()
+        if key not in FREE_ON_RESUME and key in defaults and _plain(value) != _plain(defaults[key])
+    }
+    differing = [key for key, value in given.items() if _plain(value) != saved.get(key)]
+    if differing:
+        listed = ", ".join(
+            f"--{key.replace('_', '-')} {_shown(given[key])} (checkpoint: {_shown(saved.get(key))})"
+            for key in differing
+        )
+        raise UsageError(
+            f"--resume {args.resume}: {listed} differ from the run's settings; "
+            "drop them to resume the run as it was started"
+        )
+    restored = {key: Path(value) if key in PATH_ARGUMENTS and value is not None else value
+                for key, value in saved.items()}
+    return argparse.Namespace(**{**restored, "resume": args.resume, "quiet": args.quiet, "func": args.func})
+
+
+def _shown(value: Any) -> str:
+    value = _plain(value)
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)

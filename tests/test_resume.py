@@ -1,0 +1,124 @@
+"""Kill and resume: a run killed (SIGKILL) anywhere and resumed ends with the matrices of a run never
+interrupted, bit for bit; SIGINT and SIGTERM checkpoint and stop; --resume checks its flags.
+
+Each run is a forked child of the test process (no interpreter start-up per run), single-threaded
+so that every run, reference included, computes with the same kernels; the child dies at a kill
+point of ``lifelong_kd.faults``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelong_kd import faults
+from lifelong_kd.checkpoint import CHECKPOINT
+from lifelong_kd.cli import main
+
+RUN = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "2", "--batch-size", "16",
+       "--max-train-per-class", "12", "--n-tasks", "5", "--checkpoint-every", "3", "--quiet"]
+STRATEGIES = {
+    "finetune": [],
+    "lwf": [],
+    "derpp": ["--memory", "30"],
+    "icarl": ["--memory", "30"],
+}
+KILL_POINTS = ["step:1", "step:5", "step:9", "memory:2", "evaluate:2", "checkpoint:3", "step:15"]
+
+
+def in_child(argv: list[str], kill_at: str | None = None) -> int:
+    """Run ``lifelong-kd argv`` in a forked child; its exit status, or minus the signal that ended it."""
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 99
+        try:
+            torch.set_num_threads(1)
+            os.environ.pop(faults.ENV, None)
+            if kill_at is not None:
+                os.environ[faults.ENV] = kill_at
+            faults._passed.clear()
+            code = main(argv)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def matrices(out: Path) -> dict:
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "completed"
+    return doc["matrices"]
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory) -> dict[str, dict]:
+    root = tmp_path_factory.mktemp("reference")
+    done = {}
+    for name, flags in STRATEGIES.items():
+        assert in_child([*RUN, "--strategy", name, *flags, "--out", str(root / name)]) == 0
+        done[name] = matrices(root / name)
+    return done
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_a_run_killed_anywhere_resumes_to_the_same_matrices(strategy, references, tmp_path):
+    killed = 0
+    for point in KILL_POINTS:
+        out = tmp_path / point.replace(":", "-")
+        status = in_child([*RUN, "--strategy", strategy, *STRATEGIES[strategy], "--out", str(out)], point)
+        if status == 0:  # this strategy never passes that point (finetune has no memory)
+            continue
+        assert status == -9, point
+        killed += 1
+        assert in_child(["run", "--resume", str(out), "--quiet"]) == 0, point
+        assert matrices(out) == references[strategy], point
+    assert killed >= 6
+
+
+def test_killed_twice_resumes_to_the_same_matrices(references, tmp_path):
+    out = tmp_path / "twice"
+    assert in_child([*RUN, "--strategy", "derpp", "--memory", "30", "--out", str(out)], "step:7") == -9
+    assert in_child(["run", "--resume", str(out), "--quiet"], "step:8") == -9
+    assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
+    assert matrices(out) == references["derpp"]
+
+
+@pytest.mark.parametrize(("sent", "code"), [("INT", 130), ("TERM", 143)])
+def test_sigint_and_sigterm_checkpoint_and_stop(tmp_path, capfd, sent, code):
+    out = tmp_path / "run"
+    assert in_child([*RUN, "--strategy", "lwf", "--out", str(out)], f"step:12:{sent}") == code
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lifelong-kd: interrupted in task ")
+    assert err[0].endswith(f"resume with `lifelong-kd run --resume {out}`")
+    assert json.loads((out / "results.json").read_text())["status"] == "interrupted"
+    assert (out / CHECKPOINT).is_file()
+
+
+def test_resume_refuses_other_settings_and_takes_its_own(references, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert in_child([*RUN, "--strategy", "lwf", "--out", str(out)], "step:5") == -9
+    assert main(["run", "--resume", str(out), "--lr", "0.5", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--lr 0.5 (checkpoint: None)" in err and "--epochs 3 (checkpoint: 2)" in err
+    assert in_child(["run", "--resume", str(out), "--strategy", "lwf", "--epochs", "2"]) == 0  # agreeing flags
+    assert matrices(out) == references["lwf"]
+
+
+def test_resume_without_a_checkpoint_is_one_usage_error(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoint.pt there" in capsys.readouterr().err
+
+
+def test_multi_seed_runs_resume_seed_by_seed(tmp_path):
+    out = tmp_path / "seeds"
+    argv = [*RUN, "--strategy", "finetune", "--seeds", "0", "1"]
+    assert in_child([*argv, "--out", str(tmp_path / "reference")]) == 0
+    assert in_child([*argv, "--out", str(out)], "step:30") == -9  # in seed 1: seed 0 finished
+    assert json.loads((out / "seed_0" / "results.json").read_text())["status"] == "completed"
+    assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
+    for seed in (0, 1):
+        assert matrices(out / f"seed_{seed}") == matrices(tmp_path / "reference" / f"seed_{seed}")
