@@ -172,9 +172,9 @@ class Runner:
         document (also written to ``out_dir``)."""
         with stop_requests(self.request_stop):
             if self._resume is None:
-                if self.model.head_kind == "fixed":
-                    self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
                 self.checkpoint()  # a run killed before its first step resumes too
+            if self.model.head_kind == "fixed" and self.record.baseline is None and self.position == Position():
+                self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
             finished = self.position.task >= len(self.stream)
             doc = self.record.document(self.run_config, self.env, "completed" if finished else "running")
             for task in self.stream.tasks[self.position.task :]:
