@@ -28,7 +28,7 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
     return [
         {
             "config": {
-                "benchmark": BENCHMARK, "protocol": payload["protocol"], "strategy": run["strategy"],
+                "benchmark": BENCHMARK, "protocol": _protocol(payload["protocol"]), "strategy": run["strategy"],
                 "seed": run["seed"], "head": run.get("head", "incremental"), "hparams": run["hparams"],
                 "command": " ".join(run["argv"]), "n_tasks": len(run["matrices"]["class_il"][0]),
             },
@@ -39,6 +39,11 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
         }
         for run in payload["runs"]
     ]
+
+
+def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol without where the data were read from: runs of one protocol group together."""
+    return {key: value for key, value in protocol.items() if key != "data_root"}
 
 
 def _memory(doc: dict[str, Any]) -> int | None:
