@@ -96,9 +96,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=512)
-    evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default="train",
+    evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default="fp32",
                             help="the backbone's precision in evaluation (train: the training one); "
-                            "the head is float32 always")
+                            "the head is float32 always. fp32 by default: bf16 moved a final accuracy "
+                            "by 0.11 points (README)")
     evaluation.add_argument("--eval-future", action="store_true",
                             help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
     system = parser.add_argument_group("speed and system (results.json records what was chosen)")

@@ -28,7 +28,7 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
     return [
         {
             "config": {
-                "benchmark": BENCHMARK, "protocol": payload["protocol"], "strategy": run["strategy"],
+                "benchmark": BENCHMARK, "protocol": _protocol(payload["protocol"]), "strategy": run["strategy"],
                 "seed": run["seed"], "head": run.get("head", "incremental"), "hparams": run["hparams"],
                 "command": " ".join(run["argv"]), "n_tasks": len(run["matrices"]["class_il"][0]),
             },
@@ -39,6 +39,11 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
         }
         for run in payload["runs"]
     ]
+
+
+def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol without where the data were read from: runs of one protocol group together."""
+    return {key: value for key, value in protocol.items() if key != "data_root"}
 
 
 def _memory(doc: dict[str, Any]) -> int | None:
@@ -52,8 +57,8 @@ def _runs(name: str, strategies: tuple[str, ...], memory: int | None = None) -> 
 
 
 def split_cifar10_curves() -> list[Path]:
-    """Each strategy's defaults, seed 0: the no-replay strategies and joint training."""
-    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune", "joint"))
+    """Each strategy's defaults, seed 0: the strategies without replay."""
+    docs = _runs("split_cifar10_headline_seed0.json", ("finetune",))
     docs += _runs("split_cifar10_new_defaults.json", ("lwf", "kd-mse"))
     path = HERE / "split_cifar10_forgetting_curves.png"
     plots.plot_forgetting_curves(docs, path)
@@ -62,9 +67,9 @@ def split_cifar10_curves() -> list[Path]:
 
 def split_cifar10_matrices() -> list[Path]:
     """Each strategy's defaults, seed 0: fine-tuning and LwF (no replay), ER and DER++ (M = 500)."""
-    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune",))
+    docs = _runs("split_cifar10_headline_seed0.json", ("finetune",))
     docs += _runs("split_cifar10_new_defaults.json", ("lwf",))
-    docs += _runs("split_cifar10_replay_new_defaults.json", ("er", "derpp"), 500)
+    docs += _runs("split_cifar10_headline_seed0.json", ("er", "derpp"), 500)
     path = HERE / "split_cifar10_accuracy_matrices.png"
     plots.plot_accuracy_matrices(docs, path, title="Accuracy matrices R[i, j] (%), Split-CIFAR-10, default heads")
     return [path]
@@ -72,7 +77,7 @@ def split_cifar10_matrices() -> list[Path]:
 
 def split_cifar10_headline() -> list[Path]:
     """The headline rows, each strategy's defaults, M = 500, seeds 0-2 (seed 0 from three files)."""
-    docs = _runs("split_cifar10_replay_new_defaults.json", ("finetune", "er", "derpp"), 500)
+    docs = _runs("split_cifar10_headline_seed0.json", ("finetune", "er", "derpp"), 500)
     docs += _runs("split_cifar10_new_defaults.json", ("lwf",))
     docs += _runs("split_cifar10_der_icarl_default_head.json", ("der",), 500)
     docs += benchmark_documents("split_cifar10_headline_seeds.json")

@@ -112,11 +112,11 @@ def test_results_record_what_auto_became(tiny_stream, monkeypatch):
     runner = Runner(tiny_model(tiny_stream), build_strategy("finetune"), tiny_stream, config, progress=False)
     train = runner.run_config["train"]
     assert (train["amp"], train["channels_last"], train["compile"], train["eval_precision"]) == (
-        "bf16", True, "off", "bf16")
+        "bf16", True, "off", "fp32")
     assert runner.env["speed_choices"]["amp"] == "auto -> bf16 (CPU with avx512_bf16)"
     assert runner.env["speed_choices"]["compile"].startswith("auto -> off (CPU run of 144 training images")
-    fp32 = TrainConfig(eval_precision="fp32").resolved(10)[0]
-    assert fp32.eval_precision == "fp32"
+    assert TrainConfig(eval_precision="train").resolved(10)[0].eval_precision == "bf16"  # the training one
+    assert TrainConfig(amp="off", eval_precision="train").resolved(10)[0].eval_precision == "fp32"
     with pytest.raises(UsageError, match="--amp"):
         TrainConfig(amp="fp16").resolved(10)
 
