@@ -1,7 +1,7 @@
 """Kill and resume: a run killed (SIGKILL) anywhere and resumed ends with the matrices of a run never
 interrupted, bit for bit; SIGINT and SIGTERM checkpoint and stop; --resume checks its flags.
 
-Each run is a forked child of the test process (no interpreter start-up per run), single-threaded
+Each run is a forked child of the test process (no interpreter start-up or imports per run), single-threaded
 so that every run, reference included, computes with the same kernels; the child dies at a kill
 point of ``lifelong_kd.faults``.
 """
@@ -18,6 +18,8 @@ import torch
 from lifelong_kd import faults
 from lifelong_kd.checkpoint import CHECKPOINT
 from lifelong_kd.cli import main
+
+pytest.importorskip("sklearn.datasets")  # imported once here, so forked children do not import it again
 
 RUN = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "2", "--batch-size", "16",
        "--max-train-per-class", "12", "--n-tasks", "5", "--checkpoint-every", "3", "--quiet"]
@@ -52,6 +54,18 @@ def matrices(out: Path) -> dict:
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "completed"
     return doc["matrices"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_kernels(tmp_path_factory) -> None:
+    """One run in this process first: the children inherit its loaded data and compiled CPU kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, flags in STRATEGIES.items():
+            assert main([*RUN, "--strategy", name, *flags, "--out", str(tmp_path_factory.mktemp("warm") / name)]) == 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
