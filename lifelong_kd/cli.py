@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -53,6 +54,17 @@ def _at_least(minimum: float, kind: type = int, strict: bool = False):
     return parse
 
 
+def _seed(text: str) -> int:
+    """A seed numpy and torch both accept: a whole number in [0, 2**32 - 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: use a seed from 0 to {2**32 - 1}")
+    return value
+
+
 def _class_order(text: str) -> str | list[int]:
     if text in ("fixed", "random"):
         return text
@@ -91,8 +103,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default="none")
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
     seeds = train.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="one run into OUT/results.json (default 0)")
-    seeds.add_argument("--seeds", type=int, nargs="+",
+    seeds.add_argument("--seed", type=_seed, help="one run into OUT/results.json (default 0)")
+    seeds.add_argument("--seeds", type=_seed, nargs="+",
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=512)
@@ -129,13 +141,21 @@ def _resolve_device(name: str) -> str:
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless ``--overwrite``; refuse a file."""
+    """Refuse an empty name, a file, a non-empty folder without ``--overwrite``, or a folder that
+    cannot be written, before anything is loaded."""
+    if str(out).strip() in ("", "."):
+        raise UsageError("--out needs a folder name (an empty --out would write into the current folder)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out '{out}' is a file: pass a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(
             f"output folder '{out}' is not empty: pass another --out, or --overwrite to replace its results"
         )
+    existing = next(folder for folder in (out.absolute(), *out.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise UsageError(f"cannot write to --out '{out}': '{existing}' is a file; pass a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to --out '{out}': '{existing}' is not writable; pass a writable folder")
 
 
 def strategy_from_args(args: argparse.Namespace) -> Strategy:
@@ -157,6 +177,11 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
         check_output_dir(args.out, args.overwrite)
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
+    if args.milestones and args.schedule != "multistep":
+        raise UsageError(f"--milestones takes effect only with --schedule multistep (not {args.schedule}): "
+                         "add --schedule multistep or drop --milestones")
+    if args.data_root is not None and args.benchmark == "split-digits":
+        raise UsageError("split-digits reads scikit-learn's bundled digits: drop --data-root")
     strategy = strategy_from_args(args)
     head = args.head or strategy.head  # the runner warns when the layout breaks the method
     options: list[Option] = [WeightAligning()] if args.wa else []
