@@ -4,9 +4,10 @@ Runs the Split-CIFAR-10 protocol of ``split_cifar10.py`` (reduced ResNet-18, bat
 bf16, channels_last) for iCaRL at each memory size and seed, and records after every SGD step:
 
 - ``loss``: iCaRL's BCE (classification + distillation);
-- ``current_task_il``: on the batch's current-task samples, the share whose larger current-task
-  logit is the right one (the task-IL accuracy the test matrix shows, on training data);
-- ``new_gap``: mean |s_a - s_b| between the two current-task logits on those samples;
+- ``current_task_il``: on the batch's rows, the share whose larger current-task logit is the right
+  one (the task-IL accuracy the test matrix shows, on training data). iCaRL's batches mix in
+  exemplars of old classes, which always count as errors, so this is a lower bound;
+- ``new_gap``: mean |s_a - s_b| between the two current-task logits on those rows;
 - ``feature_std``: the batch's standard deviation of each feature, averaged over features
   (near 0: every image maps to the same representation);
 - ``dead_features``: the share of feature dimensions that are 0 for every image of the batch;
@@ -40,7 +41,8 @@ QUANTITIES = ("loss", "current_task_il", "new_gap", "feature_std", "dead_feature
 
 
 def trace_steps(runner) -> dict[int, list[torch.Tensor]]:
-    """Wrap the strategy's ``after_step`` so that each step appends its quantities (one tensor) per task."""
+    """Wrap the strategy's ``loss`` (to keep the step's value) and ``after_step`` so that each step
+    appends its quantities (one tensor) per task."""
     strategy = runner.strategy
     after_step, loss = strategy.after_step, strategy.loss
     trace: dict[int, list[torch.Tensor]] = {}

@@ -97,18 +97,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
                          help="LUCIR's lambda_base (default 5)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=_at_least(1), default=1)
-    train.add_argument("--batch-size", type=_at_least(2), default=32)
-    train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default="none")
+    train.add_argument("--epochs", type=_at_least(1), default=TrainConfig.epochs)
+    train.add_argument("--batch-size", type=_at_least(2), default=TrainConfig.batch_size)
+    train.add_argument("--optimizer", choices=["sgd", "adam"], default=TrainConfig.optimizer)
+    train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default=TrainConfig.schedule)
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
     seeds = train.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_seed, help="one run into OUT/results.json (default 0)")
     seeds.add_argument("--seeds", type=_seed, nargs="+",
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
     evaluation = parser.add_argument_group("evaluation")
-    evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=512)
-    evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default="fp32",
+    evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=TrainConfig.eval_batch_size)
+    evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default=TrainConfig.eval_precision,
                             help="the backbone's precision in evaluation (train: the training one); "
                             "the head is float32 always. fp32 by default: bf16 moved a final accuracy "
                             "by 0.11 points (README)")
@@ -116,11 +116,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
     system = parser.add_argument_group("speed and system (results.json records what was chosen)")
     system.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    system.add_argument("--amp", choices=list(AMP_CHOICES), default="auto",
+    system.add_argument("--amp", choices=list(AMP_CHOICES), default=TrainConfig.amp,
                         help="bf16 autocast; auto: on CUDA with bf16 and CPUs with AMX-bf16 or AVX-512 BF16")
-    system.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+    system.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=TrainConfig.channels_last,
                         help="channels_last memory format for the convolutions")
-    system.add_argument("--compile", choices=list(COMPILE_CHOICES), default="auto",
+    system.add_argument("--compile", choices=list(COMPILE_CHOICES), default=TrainConfig.compile,
                         help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
                         f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
     system.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
@@ -316,19 +316,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The runs ``plot`` and ``compare`` use (``report.load_runs``), after one warning line per note."""
+    docs, notes = report.load_runs(args.runs, args.include_incomplete)
+    for note in notes:
+        _show_warning(note)
+    return docs
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
-    docs, warnings = report.load_runs(args.runs, args.include_incomplete)
-    for warning in warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    docs = _load_runs(args)
     for path in write_figures(docs, args.out, args.kind, args.format):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    docs, warnings = report.load_runs(args.runs, args.include_incomplete)
-    for warning in warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    docs = _load_runs(args)
     print(report.compare_table(docs))
     return 0
 
