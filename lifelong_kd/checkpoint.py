@@ -3,7 +3,9 @@
 A checkpoint is a dict of tensors and plain containers (dicts, lists, tuples, strings, numbers,
 None), so the safe loader reads it without running code. ``OUT/checkpoint.pt`` is the newest;
 the one before it is kept as ``OUT/checkpoint.prev.pt``, so a checkpoint damaged by a kill or a
-full disk falls back to the previous good one.
+full disk falls back to the previous good one. The one written where the last finished task
+ended is also kept, as ``OUT/checkpoint.task.pt`` (a hard link where the disk allows): a run
+that fails on a NaN goes back to it (``rewind_to_task_start``), to resume with a lower lr.
 
 The random generators a run draws from (Python, numpy, torch's CPU and CUDA generators) are saved
 and restored with ``random_state`` and ``restore_random_state``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from .faults import kill_point
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+TASK_START = "checkpoint.task.pt"
 
 
 class CheckpointWarning(UserWarning):
@@ -67,12 +71,14 @@ class CheckpointInterval:
         )
 
 
-def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(out_dir: Path, state: dict[str, Any], task_start: bool = False) -> None:
     """Write ``state`` to ``out_dir/checkpoint.pt`` atomically, keeping the former one as the previous.
 
     The bytes go to a temporary file in the same folder, are flushed to the disk (fsync), and
     only then renamed over the checkpoint, so a reader sees the old file or the new one, never
     a part. A kill between the two renames leaves the previous checkpoint, which loading takes.
+    ``task_start``: the state is at the start of a task (no task trained, or one just finished),
+    kept as ``checkpoint.task.pt`` too.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f".{CHECKPOINT}.*"):  # a write a kill cut short
@@ -91,6 +97,31 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if task_start:
+        _replace_with_link(current, out_dir / TASK_START)
+    _fsync_directory(out_dir)
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link to ``source`` (a copy where links are not allowed), atomically."""
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def rewind_to_task_start(out_dir: Path) -> None:
+    """Make the checkpoint of the last task start (``checkpoint.task.pt``) the one to resume from;
+    the newest becomes the previous. For a run that failed: it resumes from its last finished task."""
+    start, current = out_dir / TASK_START, out_dir / CHECKPOINT
+    if not start.is_file():
+        return
+    if current.exists() and not current.samefile(start):
+        os.replace(current, out_dir / PREVIOUS)
+    _replace_with_link(start, current)
     _fsync_directory(out_dir)
 
 

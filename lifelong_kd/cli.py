@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import report
-from .checkpoint import CHECKPOINT, PREVIOUS, CheckpointWarning, load_checkpoint
-from .data import make_stream
+from .checkpoint import CheckpointWarning
 from .datasets import BENCHMARKS
 from .errors import UsageError
 from .loop_state import RunInterrupted
-from .models import HEADS, MODELS, build_model
-from .options import FeatureDistillation, Option, WeightAligning
+from .models import HEADS, MODELS
+from .outdir import check_output_dir
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
-from .results import atomic_write_text
-from .resume import plain_arguments, resumed_arguments
-from .runner import HeadLayoutWarning, NonFiniteLossError, Runner
+from .run_command import PROG, execute_run, resume_arguments, run_seeds
+from .runner import HeadLayoutWarning
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
-from .strategies import STRATEGIES, Strategy
-from .training import TrainConfig, seed_everything
-
-PROG = "lifelong-kd"
+from .strategies import STRATEGIES
+from .training import NonFiniteLossError, TrainConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -132,152 +124,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     system.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is visible: use --device cpu or auto")
-    return name
-
-
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an empty name, a file, a non-empty folder without ``--overwrite``, or a folder that
-    cannot be written, before anything is loaded."""
-    if str(out).strip() in ("", "."):
-        raise UsageError("--out needs a folder name (an empty --out would write into the current folder)")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out '{out}' is a file: pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"output folder '{out}' is not empty: pass another --out, or --overwrite to replace its results"
-        )
-    existing = next(folder for folder in (out.absolute(), *out.absolute().parents) if folder.exists())
-    if not existing.is_dir():
-        raise UsageError(f"cannot write to --out '{out}': '{existing}' is a file; pass a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to --out '{out}': '{existing}' is not writable; pass a writable folder")
-
-
-def strategy_from_args(args: argparse.Namespace) -> Strategy:
-    """The ``--strategy`` with the values of its declared settings' flags."""
-    cls = STRATEGIES[args.strategy]
-    given = {setting.name: getattr(args, setting.name) for cls_ in STRATEGIES.values() for setting in cls_.settings}
-    return cls(**given)
-
-
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
-    """Validate everything, then build the stream, model and runner (nothing trained yet).
-
-    ``resuming``: ``args.out`` holds the run's checkpoint, which the caller loads next."""
-    if not resuming:
-        check_output_dir(args.out, args.overwrite)
-    if args.schedule == "multistep" and not args.milestones:
-        raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
-    if args.milestones and args.schedule != "multistep":
-        raise UsageError(f"--milestones takes effect only with --schedule multistep (not {args.schedule}): "
-                         "add --schedule multistep or drop --milestones")
-    if args.data_root is not None and args.benchmark == "split-digits":
-        raise UsageError("split-digits reads scikit-learn's bundled digits: drop --data-root")
-    strategy = strategy_from_args(args)
-    head = args.head or strategy.head  # the runner warns when the layout breaks the method
-    options: list[Option] = [WeightAligning()] if args.wa else []
-    if args.feature_kd == "lucir":
-        options.append(FeatureDistillation(args.feature_kd_weight))
-    device = _resolve_device(args.device)
-    seed = 0 if args.seed is None else args.seed
-    stream = make_stream(
-        args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
-        seed=seed, max_train_per_class=args.max_train_per_class, cache_dir=args.cache_dir,
-        download=args.download,
-    )
-    seed_everything(seed)
-    model = build_model(args.model, stream.image_shape[0], stream.num_classes, head)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
-        device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
-        checkpoint_every=args.checkpoint_every,
-    )
-    run_config = {
-        "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
-        "data_root": str(args.data_root) if args.data_root else None,
-        "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
-        "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    return Runner(
-        model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
-        progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)},
-    )
-
-
-def execute_run(args: argparse.Namespace) -> dict[str, Any]:
-    """``prepare_run``, then train; returns the results document. With ``args.resume`` it continues
-    the run in that folder from its checkpoint instead."""
-    if args.resume is None:
-        return prepare_run(args).run()
-    state, notes = load_checkpoint(args.out)
-    for note in notes:
-        warnings.warn(note, CheckpointWarning, stacklevel=2)
-    runner = prepare_run(args, resuming=True)
-    runner.resume_from(state)
-    return runner.run()
-
-
-def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
-    (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished. Resuming,
-    a finished seed is read back, an interrupted one resumed and the others started."""
-    if len(set(args.seeds)) != len(args.seeds):
-        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each seed once")
-    if args.resume is None:
-        check_output_dir(args.out, args.overwrite)
-    docs = []
-    for seed in args.seeds:
-        seed_out = args.out / f"seed_{seed}"
-        seed_args = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out,
-                                          "seed_group": list(args.seeds), "resume": None})
-        if args.resume is not None and _has_checkpoint(seed_out):
-            seed_args.resume = seed_out
-        docs.append(execute_run(seed_args))
-        print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
-        atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
-    return docs
-
-
-def _has_checkpoint(folder: Path) -> bool:
-    return (folder / CHECKPOINT).is_file() or (folder / PREVIOUS).is_file()
-
-
-def resume_arguments(args: argparse.Namespace) -> argparse.Namespace:
-    """The settings of the run in ``args.resume`` (single run or ``--seeds`` group), checked against the
-    flags given with ``--resume``."""
-    out = args.resume
-    if args.out is not None and args.out != out:
-        raise UsageError(f"--resume {out} with --out {args.out}: a run resumes in its own folder; drop --out")
-    if _has_checkpoint(out):
-        saved = load_checkpoint(out)[0]["extra"]["cli_args"]
-    else:
-        seeds = sorted(out.glob("seed_*/" + CHECKPOINT)) + sorted(out.glob("seed_*/" + PREVIOUS))
-        if not seeds:
-            raise UsageError(f"--resume {out}: no checkpoint.pt there or in its seed_N folders; "
-                             "start the run with --out instead")
-        saved = {**load_checkpoint(seeds[0].parent)[0]["extra"]["cli_args"]}
-        saved = {**saved, "seeds": saved.pop("seed_group"), "seed": None, "out": str(out)}
-    defaults = vars(build_parser().parse_args(["run"]))
-    resumed = resumed_arguments(args, defaults, saved)
-    resumed.out = out
-    return resumed
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
-        args = resume_arguments(args)
+        args = resume_arguments(args, vars(build_parser().parse_args(["run"])))
     elif args.out is None:
         raise UsageError("run needs --out OUT (a new run) or --resume OUT (continue one)")
     try:
@@ -289,6 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunInterrupted as error:
         print(f"{PROG}: {error}: resume with `{PROG} run --resume {args.out}`", file=sys.stderr)
         return 128 + error.signal_number
+    except NonFiniteLossError as error:
+        print(f"{PROG}: stopped: {error} (`{PROG} run --resume {args.out} --lr ...`)", file=sys.stderr)
+        return 1
     print(report.summary_table(doc, args.out / "results.json"))
     return 0
 
@@ -325,6 +181,8 @@ def _load_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"-o '{args.out}' is a file: pass a folder for the figures")
     docs = _load_runs(args)
     for path in write_figures(docs, args.out, args.kind, args.format):
         print(f"wrote {path}")

@@ -4,7 +4,8 @@ check that the resuming command agrees with them.
 A checkpoint stores the run's command-line settings (``plain_arguments``). ``--resume OUT`` alone
 takes all of them from the checkpoint; a flag given beside it must equal the checkpoint's value,
 otherwise the command is refused (exit 2) with one line naming each differing setting. Only the
-flags that do not change what is computed (``--quiet``) may differ.
+flags that do not change what is computed (``--quiet``) may differ, and, for a run that stopped on
+a NaN, ``--lr`` and ``--amp``: it resumes from its last finished task with them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .errors import UsageError
 
 PATH_ARGUMENTS = ("data_root", "cache_dir", "out")
 FREE_ON_RESUME = ("resume", "out", "overwrite", "quiet", "func", "command")
+CHANGEABLE_AFTER_FAILURE = ("lr", "amp")
 
 
 def plain_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -32,28 +34,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resumed_arguments(args: argparse.Namespace, defaults: dict[str, Any], saved: dict[str, Any]) -> argparse.Namespace:
+def resumed_arguments(
+    args: argparse.Namespace, defaults: dict[str, Any], saved: dict[str, Any], failed: bool = False
+) -> argparse.Namespace:
     """The checkpoint's settings, after checking that every flag given with ``--resume`` agrees with them.
 
     ``defaults`` are the parser's defaults: a setting whose value differs from its default was given.
+    ``failed``: the run stopped on a NaN, so ``CHANGEABLE_AFTER_FAILURE`` (``--lr``, ``--amp``) may
+    take new values; the runner records the change in results.json (``config.changes``).
     """
     given = {
         key: value for key, value in vars(args).items()
         if key not in FREE_ON_RESUME and key in defaults and _plain(value) != _plain(defaults[key])
     }
-    differing = [key for key, value in given.items() if _plain(value) != saved.get(key)]
+    changed = {key: value for key, value in given.items() if _plain(value) != saved.get(key)}
+    differing = [key for key in changed if not (failed and key in CHANGEABLE_AFTER_FAILURE)]
     if differing:
         listed = ", ".join(
             f"--{key.replace('_', '-')} {_shown(given[key])} (checkpoint: {_shown(saved.get(key))})"
             for key in differing
         )
+        allowed = " (after a failure only --lr and --amp may change)" if failed else ""
         raise UsageError(
-            f"--resume {args.resume}: {listed} differ from the run's settings; "
+            f"--resume {args.resume}: {listed} differ from the run's settings{allowed}; "
             "drop them to resume the run as it was started"
         )
     restored = {key: Path(value) if key in PATH_ARGUMENTS and value is not None else value
                 for key, value in saved.items()}
-    return argparse.Namespace(**{**restored, "resume": args.resume, "quiet": args.quiet, "func": args.func})
+    return argparse.Namespace(**{**restored, **changed, "resume": args.resume, "quiet": args.quiet,
+                                 "func": args.func})
 
 
 def _shown(value: Any) -> str:

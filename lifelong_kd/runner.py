@@ -30,13 +30,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import BatchAugment
-from .checkpoint import CheckpointInterval, random_state, restore_random_state, save_checkpoint
+from .checkpoint import (
+    CheckpointInterval,
+    rewind_to_task_start,
+    save_checkpoint,
+)
 from .context import Phase, Step, TaskContext
 from .data import TaskStream
 from .evaluation import accuracy_row, tasks_to_evaluate
@@ -45,14 +48,17 @@ from .loop_state import Position, RunInterrupted, stop_requests
 from .models import ContinualModel, frozen_copy
 from .options import Option
 from .results import RunRecord, environment, write_results
+from .run_state import capture, restore
 from .strategies import Strategy
-from .training import TrainConfig, make_optimizer, make_scheduler, too_small_to_step
-
-CHECKPOINT_FORMAT = "lifelong_kd.checkpoint/1"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run stops."""
+from .training import (
+    LOWER_LR,
+    NonFiniteLossError,
+    TrainConfig,
+    make_optimizer,
+    make_scheduler,
+    show_mean_loss,
+    too_small_to_step,
+)
 
 
 class HeadLayoutWarning(UserWarning):
@@ -98,6 +104,7 @@ class Runner:
         self.interval = CheckpointInterval.parse(self.config.checkpoint_every)
         self.stream = stream
         self.strategy = strategy
+        strategy.check_stream(stream.num_classes)
         strategy.resolve_loop_settings(self.config.epochs)
         self.model = model.to(self.device)
         if self.config.channels_last:
@@ -127,6 +134,7 @@ class Runner:
             "class_order": list(stream.class_order),
             "class_names": [stream.class_names[c] for c in stream.class_order],
             "seed": self.config.seed,
+            "changes": [],  # settings changed on resuming (``_changes``)
         }
         self.env = {**environment(self.device), "speed_choices": speed_choices}
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
@@ -135,6 +143,7 @@ class Runner:
         self.task_sizes: list[int] = []  # the head's width after each task's growth
         self.extra_state = extra_state or {}
         self._resume: dict[str, Any] | None = None
+        self._begun = False
         self._stop_signal: int | None = None
         self._since_checkpoint = (0, time.perf_counter())
 
@@ -171,8 +180,7 @@ class Runner:
         """Train the whole stream, or what is left of it after ``resume_from``; return the results
         document (also written to ``out_dir``)."""
         with stop_requests(self.request_stop):
-            if self._resume is None:
-                self.checkpoint()  # a run killed before its first step resumes too
+            self.begin()
             if self.model.head_kind == "fixed" and self.record.baseline is None and self.position == Position():
                 self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
             finished = self.position.task >= len(self.stream)
@@ -182,11 +190,21 @@ class Runner:
                     doc = self.run_task(task.index)
                 except NonFiniteLossError as error:
                     self.write_results(f"failed: {error}")
+                    if self.out_dir is not None:
+                        rewind_to_task_start(self.out_dir)
                     raise
                 if self._stop_signal is not None and task.index < len(self.stream) - 1:
                     self.stop()  # the task's checkpoint is written
             self._resume = None
             return doc
+
+    def begin(self) -> None:
+        """Write the run's first checkpoint and results.json (status ``running``) before anything is
+        trained, so a run killed from here on resumes. ``run`` begins a run not begun yet."""
+        if self._resume is None and not self._begun:
+            self.checkpoint(task_start=True)
+            self.write_results("running")
+        self._begun = True
 
     def run_task(self, index: int) -> dict[str, Any]:
         """Train task ``index`` (from the loop's position in it) and evaluate it."""
@@ -221,7 +239,7 @@ class Runner:
         self.position = Position(index + 1)
         self._resume = None
         status = "completed" if index == len(self.stream) - 1 else "running"
-        self.checkpoint()
+        self.checkpoint(task_start=True)
         return self.write_results(status)
 
     def write_results(self, status: str) -> dict[str, Any]:
@@ -282,14 +300,14 @@ class Runner:
                         images += len(index)
                     bar.update(len(index))
                     if pending == cfg.log_every:
-                        _check_and_show(bar, running, pending, ctx, epoch)
+                        show_mean_loss(bar, running, pending, ctx.task.index, epoch)
                         running.zero_()
                         pending = 0
                     self.position.step = step_index + 1
                     kill_point("step")
                     self.checkpoint_if_due(optimizer, scheduler, order)
                 if pending:
-                    _check_and_show(bar, running, pending, ctx, epoch)
+                    show_mean_loss(bar, running, pending, ctx.task.index, epoch)
             scheduler.step()
             order = None
             self.position.step = 0
@@ -341,54 +359,23 @@ class Runner:
             self.checkpoint(optimizer, scheduler, order)
             self.stop()
         if self.interval.due(steps + 1, time.perf_counter() - since):
+            if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+                raise NonFiniteLossError(f"the weights became non-finite {self.position.describe()}: " + LOWER_LR)
             self.checkpoint(optimizer, scheduler, order)
 
     def checkpoint(
-        self, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, order: torch.Tensor | None = None
+        self, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+        order: torch.Tensor | None = None, task_start: bool = False,
     ) -> None:
-        """Write everything the rest of the run depends on to ``out_dir/checkpoint.pt``."""
+        """Write everything the rest of the run depends on to ``out_dir/checkpoint.pt``; mid-task only
+        with finite weights, so the checkpoints kept are good ones."""
         self._since_checkpoint = (0, time.perf_counter())
-        if self.out_dir is None:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "position": asdict(self.position),
-            "run_config": self.run_config,
-            "task_sizes": list(self.task_sizes),
-            "model": self.model.state_dict(),
-            "teacher": None if self.teacher is None else self.teacher.state_dict(),
-            "teacher_size": None if self.teacher is None else self.teacher.num_classes,
-            "optimizer": None if optimizer is None else optimizer.state_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "order": None if order is None else order.cpu(),
-            "strategy": self.strategy.state_dict(),
-            "random": random_state(),
-            "generator": self.generator.get_state(),
-            "record": self.record.state_dict(),
-            "extra": self.extra_state,
-        }
-        save_checkpoint(self.out_dir, state)
+        if self.out_dir is not None:
+            save_checkpoint(self.out_dir, capture(self, optimizer, scheduler, order), task_start)
 
     def resume_from(self, state: dict[str, Any]) -> None:
         """Put the run where ``state`` (a loaded checkpoint) left it; ``run`` then continues from there."""
-        teacher_size = state["teacher_size"]
-        for size in state["task_sizes"]:  # the head grows block by block, as it did
-            if teacher_size is not None and self.teacher is None and size > teacher_size:
-                self.teacher = frozen_copy(self.model)
-            self.model.grow(size)
-        if teacher_size is not None and self.teacher is None:
-            self.teacher = frozen_copy(self.model)
-        if self.teacher is not None:
-            self.teacher.load_state_dict(state["teacher"])
-            self.teacher_backbone = self.compiled(self.teacher.backbone)
-        self.task_sizes = list(state["task_sizes"])
-        self.model.load_state_dict(state["model"])
-        self.position = Position(**state["position"])
-        self.record.load_state_dict(state["record"])
-        index = min(self.position.task, len(self.stream) - 1)
-        self.strategy.load_state_dict(state["strategy"], self.context(index))
-        restore_random_state(state["random"])
-        self.generator.set_state(state["generator"])
+        restore(self, state)
         self._resume = state
 
     def request_stop(self, signal_number: int) -> None:
@@ -399,13 +386,3 @@ class Runner:
         signal_number = self._stop_signal or signal.SIGINT
         self.write_results("interrupted")
         raise RunInterrupted(signal_number, self.position.describe())
-
-
-def _check_and_show(bar: tqdm, running: torch.Tensor, steps: int, ctx: TaskContext, epoch: int) -> None:
-    mean = running.item() / steps
-    if not np.isfinite(mean):
-        raise NonFiniteLossError(
-            f"the loss became {mean} in task {ctx.task.index + 1}, epoch {epoch + 1}: "
-            "lower --lr, or use --amp off; the finished tasks' results are kept"
-        )
-    bar.set_postfix(loss=f"{mean:.3f}", refresh=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointInterval
 from .errors import UsageError
@@ -103,3 +104,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epochs: i
     if cfg.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=0.1)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops."""
+
+
+LOWER_LR = "the finished tasks' results and checkpoint are kept; resume with a lower --lr, or --amp off"
+
+
+def show_mean_loss(bar: tqdm, running: torch.Tensor, steps: int, task_index: int, epoch: int) -> None:
+    """Show the mean of the last ``steps`` losses (summed in ``running``; one host sync), or raise
+    ``NonFiniteLossError`` when it is NaN or infinite."""
+    mean = running.item() / steps
+    if not np.isfinite(mean):
+        raise NonFiniteLossError(f"the loss became {mean} in task {task_index + 1}, epoch {epoch + 1}: " + LOWER_LR)
+    bar.set_postfix(loss=f"{mean:.3f}", refresh=False)

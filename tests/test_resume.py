@@ -18,6 +18,8 @@ import torch
 from lifelong_kd import faults
 from lifelong_kd.checkpoint import CHECKPOINT
 from lifelong_kd.cli import main
+from lifelong_kd.strategies import STRATEGIES as STRATEGIES_BY_NAME
+from lifelong_kd.strategies.finetune import Finetune
 
 pytest.importorskip("sklearn.datasets")  # imported once here, so forked children do not import it again
 
@@ -136,3 +138,33 @@ def test_multi_seed_runs_resume_seed_by_seed(tmp_path):
     assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
     for seed in (0, 1):
         assert matrices(out / f"seed_{seed}") == matrices(tmp_path / "reference" / f"seed_{seed}")
+
+
+class ExplodesAboveLr(Finetune):
+    """Finetune whose loss is NaN in task 2 when lr > 0.1: a run that a lower lr rescues."""
+
+    name = "explodes"
+
+    def loss(self, ctx, step):
+        value = super().loss(ctx, step)
+        return value * float("nan") if ctx.task.index == 1 and self.hparams["lr"] > 0.1 else value
+
+
+def test_a_nan_keeps_the_last_good_checkpoint_and_a_lower_lr_resumes_from_the_last_task(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.setitem(STRATEGIES_BY_NAME, "explodes", ExplodesAboveLr)
+    out = tmp_path / "run"
+    assert main([*RUN, "--strategy", "explodes", "--lr", "0.5", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the loss became nan in task 2" in err and f"--resume {out} --lr" in err
+    failed = json.loads((out / "results.json").read_text())
+    assert failed["status"].startswith("failed: the loss became nan") and failed["completed_tasks"] == 1
+    assert torch.load(out / CHECKPOINT, weights_only=True)["position"]["task"] == 1  # the end of task 1
+    assert main(["run", "--resume", str(out), "--epochs", "3", "--lr", "0.05"]) == 2  # only lr and amp may change
+    assert "--epochs 3 (checkpoint: 2) differ" in capsys.readouterr().err
+    assert main(["run", "--resume", str(out), "--lr", "0.05", "--quiet"]) == 0
+    done = json.loads((out / "results.json").read_text())
+    assert done["status"] == "completed" and done["config"]["hparams"]["lr"] == 0.05
+    assert done["config"]["changes"] == [{"from_task": 2, "setting": "lr", "was": 0.5, "now": 0.05}]
+    assert done["matrices"]["class_il"][0] == failed["matrices"]["class_il"][0]
+    assert all(value is not None for value in done["matrices"]["class_il"][-1])

@@ -68,6 +68,9 @@ class Strategy:
         """The declared default of every setting (before per-memory defaults)."""
         return {setting.name: setting.default for setting in cls.settings}
 
+    def check_stream(self, num_classes: int) -> None:
+        """Raise ``UsageError`` when the settings cannot work on a stream of ``num_classes`` classes."""
+
     def resolve_loop_settings(self, epochs: int) -> None:
         """Resolve, once, the settings whose default follows the loop's (``epochs`` per task)."""
 

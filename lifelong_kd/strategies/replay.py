@@ -9,6 +9,7 @@ import torch
 
 from ..buffer import ReplayBuffer, ReplaySample, rebuild_balanced
 from ..context import Step, TaskContext
+from ..errors import UsageError
 from ..settings import MEMORY, MEMORY_POLICY, REPLAY_BATCH_SIZE, Setting
 from .base import Strategy, current
 
@@ -40,6 +41,15 @@ class ReplayStrategy(Strategy):
     def before_task(self, ctx: TaskContext) -> None:
         if self.buffer is None:
             self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.seed)
+
+    def check_stream(self, num_classes: int) -> None:
+        """A per-class memory (class-balanced, herding) smaller than the classes leaves some without a sample."""
+        memory, policy = int(self.hparams["memory"]), self.hparams["memory_policy"]
+        if policy != "reservoir" and memory < num_classes:
+            raise UsageError(
+                f"--memory {memory} is smaller than the stream's {num_classes} classes: the {policy} memory "
+                f"would end with no sample of {num_classes - memory} classes; use --memory {num_classes} or more"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": None if self.buffer is None else self.buffer.state_dict()}
