@@ -90,6 +90,8 @@ class RunRecord:
     """The results of a run as they accumulate: one row of every accuracy matrix and the timing per task.
 
     ``baseline`` is the untrained model's task-IL accuracy per task (fixed head, for FWT).
+    ``timing`` holds per task ``train_seconds``, ``images_per_second`` and ``eval_seconds``, and
+    ``checkpoint_seconds``, the time each checkpoint written took, in order.
     ``state_dict`` / ``load_state_dict`` carry it through a checkpoint.
     """
 
@@ -97,7 +99,8 @@ class RunRecord:
         self.n_tasks = n_tasks
         self.baseline = baseline
         self.matrices: dict[str, list[list[float | None]]] = {}
-        self.timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": []}
+        self.timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": [],
+                                               "checkpoint_seconds": []}
 
     @property
     def completed_tasks(self) -> int:

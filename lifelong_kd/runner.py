@@ -371,7 +371,9 @@ class Runner:
         with finite weights, so the checkpoints kept are good ones."""
         self._since_checkpoint = (0, time.perf_counter())
         if self.out_dir is not None:
+            start = time.perf_counter()
             save_checkpoint(self.out_dir, capture(self, optimizer, scheduler, order), task_start)
+            self.record.timing["checkpoint_seconds"].append(time.perf_counter() - start)
 
     def resume_from(self, state: dict[str, Any]) -> None:
         """Put the run where ``state`` (a loaded checkpoint) left it; ``run`` then continues from there."""
