@@ -64,8 +64,9 @@ def restore(runner: Runner, state: dict[str, Any]) -> None:
     runner.task_sizes = list(state["task_sizes"])
     runner.model.load_state_dict(state["model"])
     runner.position = Position(**state["position"])
-    runner.run_config["changes"] = state["run_config"].get("changes", []) + changes(
-        state["run_config"], runner.run_config, runner.position.task)
+    unfinished = runner.position.task < len(runner.stream)  # a finished run changes nothing
+    runner.run_config["changes"] = state["run_config"].get("changes", []) + (
+        changes(state["run_config"], runner.run_config, runner.position.task) if unfinished else [])
     runner.record.load_state_dict(state["record"])
     index = min(runner.position.task, len(runner.stream) - 1)
     runner.strategy.load_state_dict(state["strategy"], runner.context(index))
