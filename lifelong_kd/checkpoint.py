@@ -29,6 +29,7 @@ import torch
 from .errors import UsageError
 from .faults import kill_point
 
+FORMAT = "lifelong_kd.checkpoint/1"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 TASK_START = "checkpoint.task.pt"
@@ -159,8 +160,8 @@ def load_checkpoint(out_dir: Path, map_location: str | torch.device = "cpu") -> 
             first_line = (str(error).splitlines() or [""])[0][:120]
             problems.append(f"{path} is unreadable ({type(error).__name__}: {first_line})")
             continue
-        if not isinstance(state, dict) or "position" not in state:
-            problems.append(f"{path} is not a lifelong-kd checkpoint")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            problems.append(f"{path} is not a lifelong-kd checkpoint of this version (format {FORMAT})")
             continue
         notes = [f"{problem}; resuming from {path}" for problem in problems]
         return state, notes

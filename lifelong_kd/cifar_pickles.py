@@ -15,7 +15,6 @@ from .raw import Dataset
 PICKLE_DIR = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
-
 def _field(batch: dict[Any, Any], key: str, file: Path) -> Any:
     for candidate in (key.encode(), key):
         if candidate in batch:

@@ -13,9 +13,9 @@ from . import report
 from .checkpoint import CheckpointWarning
 from .datasets import BENCHMARKS
 from .errors import UsageError
-from .loop_state import RunInterrupted
+from .loop_state import RunInterrupted, clear_stop_requests
 from .models import HEADS, MODELS
-from .outdir import check_output_dir
+from .outdir import check_output_dir, recover_replacement
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .run_command import PROG, execute_run, resume_arguments, run_seeds
 from .runner import HeadLayoutWarning
@@ -129,9 +129,8 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.resume is not None:
-        args = resume_arguments(args, vars(build_parser().parse_args(["run"])))
-    elif args.out is None:
+    clear_stop_requests()
+    if args.out is None:
         raise UsageError("run needs --out OUT (a new run) or --resume OUT (continue one)")
     try:
         if args.seeds:
@@ -252,14 +251,33 @@ def build_parser() -> Parser:
     return parser
 
 
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The settings ``argv`` (a ``run`` command) gives explicitly, whatever their values."""
+    parser = build_parser()
+    run = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices["run"]
+    for action in run._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command", "func"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", HeadLayoutWarning)
             warnings.simplefilter("always", CheckpointWarning)
             warnings.showwarning = _show_warning
+            if args.command == "run" and (args.resume or args.out) is not None:
+                note = recover_replacement(args.resume or args.out)
+                if note is not None:
+                    _show_warning(note)
+            if getattr(args, "resume", None) is not None:
+                args = resume_arguments(args, given_options(argv))
             return args.func(args)
+    except KeyboardInterrupt:  # before the run's own handler is set (loading data) or after it
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -34,6 +34,19 @@ class RunInterrupted(RuntimeError):
         self.signal_number = signal_number
 
 
+_received: list[int] = []  # the signals ``stop_requests`` caught in this process, in order
+
+
+def pending_stop() -> int | None:
+    """The first stop signal caught since ``clear_stop_requests``, if any (a ``--seeds`` run checks it
+    between seeds: a signal in a seed's last moments stops the group after that seed)."""
+    return _received[0] if _received else None
+
+
+def clear_stop_requests() -> None:
+    _received.clear()
+
+
 @contextmanager
 def stop_requests(request_stop: Callable[[int], None]) -> Iterator[None]:
     """While inside, SIGINT and SIGTERM call ``request_stop(signal_number)`` instead of killing the
@@ -41,8 +54,12 @@ def stop_requests(request_stop: Callable[[int], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {number: signal.signal(number, lambda number, _frame: request_stop(number))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def caught(number: int, _frame: object) -> None:
+        _received.append(number)
+        request_stop(number)
+
+    previous = {number: signal.signal(number, caught) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .checkpoint import CHECKPOINT
 from .errors import UsageError
 
 
@@ -31,6 +32,22 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise UsageError(f"--overwrite cannot move the old run in '{out}' aside: its parent folder is not writable")
 
 
+def recover_replacement(out: Path) -> str | None:
+    """Finish a replacement (``replacing``) that a kill cut short; a note to show when the old run
+    was put back. If the new run wrote its first checkpoint, the old one goes, as it was to; if not,
+    the old run is put back as it was."""
+    aside = set_aside_path(out)
+    if not aside.is_dir():
+        return None
+    if (out / CHECKPOINT).is_file():
+        shutil.rmtree(aside)
+        return None
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(aside, out)
+    return f"put back the run in '{out}' that an interrupted --overwrite had moved aside"
+
+
 def set_aside_path(out: Path) -> Path:
     """Where ``replacing`` keeps the old run while the new one starts: ``.OUT.replaced`` beside ``OUT``."""
     return out.parent / f".{out.name}.replaced"
@@ -50,8 +67,8 @@ def replacing(out: Path) -> Iterator[None]:
         yield
         return
     aside = set_aside_path(out)
-    if aside.exists():  # left by a replacement a kill cut short: that run was to be deleted
-        shutil.rmtree(aside)
+    if aside.exists():
+        raise UsageError(f"'{aside}' is in the way of --overwrite: move or delete it")
     os.replace(out, aside)
     try:
         yield

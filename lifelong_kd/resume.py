@@ -3,9 +3,10 @@ check that the resuming command agrees with them.
 
 A checkpoint stores the run's command-line settings (``plain_arguments``). ``--resume OUT`` alone
 takes all of them from the checkpoint; a flag given beside it must equal the checkpoint's value,
-otherwise the command is refused (exit 2) with one line naming each differing setting. Only the
-flags that do not change what is computed (``--quiet``) may differ, and, for a run that stopped on
-a NaN, ``--lr`` and ``--amp``: it resumes from its last finished task with them.
+otherwise the command is refused (exit 2) with one line naming each differing setting: any
+setting given, even at its default value. ``--quiet`` and ``--overwrite`` are free; after a
+run stopped on a NaN, ``--lr`` and ``--amp`` may change too: it resumes from the start of the task
+it failed in with them.
 """
 
 from __future__ import annotations
@@ -35,18 +36,15 @@ def _plain(value: Any) -> Any:
 
 
 def resumed_arguments(
-    args: argparse.Namespace, defaults: dict[str, Any], saved: dict[str, Any], failed: bool = False
+    args: argparse.Namespace, given_names: set[str], saved: dict[str, Any], failed: bool = False
 ) -> argparse.Namespace:
     """The checkpoint's settings, after checking that every flag given with ``--resume`` agrees with them.
 
-    ``defaults`` are the parser's defaults: a setting whose value differs from its default was given.
+    ``given_names``: the settings given on the command line (their values are in ``args``).
     ``failed``: the run stopped on a NaN, so ``CHANGEABLE_AFTER_FAILURE`` (``--lr``, ``--amp``) may
     take new values; the runner records the change in results.json (``config.changes``).
     """
-    given = {
-        key: value for key, value in vars(args).items()
-        if key not in FREE_ON_RESUME and key in defaults and _plain(value) != _plain(defaults[key])
-    }
+    given = {key: getattr(args, key) for key in sorted(given_names) if key not in FREE_ON_RESUME}
     changed = {key: value for key, value in given.items() if _plain(value) != saved.get(key)}
     differing = [key for key in changed if not (failed and key in CHANGEABLE_AFTER_FAILURE)]
     if differing:

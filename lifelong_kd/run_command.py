@@ -20,6 +20,7 @@ from . import report
 from .checkpoint import CHECKPOINT, PREVIOUS, CheckpointWarning, load_checkpoint
 from .data import make_stream
 from .errors import UsageError
+from .loop_state import RunInterrupted, pending_stop
 from .models import build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .outdir import check_output_dir, replacing
@@ -121,8 +122,11 @@ def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise UsageError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each seed once")
     if args.resume is None:
         check_output_dir(args.out, args.overwrite)
-    docs = []
+    docs: list[dict[str, Any]] = []
     for seed in args.seeds:
+        signal_number = pending_stop()
+        if signal_number is not None and docs:  # caught in the last seed's final moments, after its last step
+            raise RunInterrupted(signal_number, f"after seed {docs[-1]['config']['seed']}")
         seed_out = args.out / f"seed_{seed}"
         seed_args = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out,
                                           "seed_group": list(args.seeds), "resume": None})
@@ -147,24 +151,36 @@ def _failed(folder: Path) -> bool:
         return False
 
 
-def resume_arguments(args: argparse.Namespace, defaults: dict[str, Any]) -> argparse.Namespace:
+def resume_arguments(args: argparse.Namespace, given: set[str]) -> argparse.Namespace:
     """The settings of the run in ``args.resume`` (single run or ``--seeds`` group), checked against the
-    flags given with ``--resume`` (``resume.resumed_arguments``; ``defaults``: the parser's)."""
+    flags ``given`` with ``--resume`` (``resume.resumed_arguments``)."""
     out = args.resume
     if args.out is not None and args.out != out:
         raise UsageError(f"--resume {out} with --out {args.out}: a run resumes in its own folder; drop --out")
     if _has_checkpoint(out):
-        saved = load_checkpoint(out)[0]["extra"]["cli_args"]
+        saved = _saved_arguments(out)
+        failed = _failed(out)
     else:
         seeds = sorted(out.glob("seed_*/" + CHECKPOINT)) + sorted(out.glob("seed_*/" + PREVIOUS))
         if not seeds:
             raise UsageError(f"--resume {out}: no checkpoint.pt there or in its seed_N folders; "
                              "start the run with --out instead")
-        saved = {**load_checkpoint(seeds[0].parent)[0]["extra"]["cli_args"]}
+        saved = _saved_arguments(seeds[0].parent)
+        if "seed_group" not in saved:
+            raise UsageError(f"--resume {out}: {seeds[0].parent} is not part of a --seeds run; resume that folder")
         saved = {**saved, "seeds": saved.pop("seed_group"), "seed": None, "out": str(out)}
-    failed = any(_failed(folder) for folder in (out, *sorted(out.glob("seed_*"))))
-    resumed = resumed_arguments(args, defaults, saved, failed)
+        failed = False  # a group resumes as it was; a failed seed resumes on its own with a lower --lr
+    resumed = resumed_arguments(args, given, saved, failed)
     resumed.out = out
     return resumed
+
+
+def _saved_arguments(folder: Path) -> dict[str, Any]:
+    """The command-line settings a run's checkpoint was started with."""
+    state, _ = load_checkpoint(folder)
+    if "cli_args" not in state["extra"]:
+        raise UsageError(f"the checkpoint in '{folder}' was written through the Python API, not by `{PROG} run`: "
+                         "resume it with Runner.resume_from")
+    return dict(state["extra"]["cli_args"])
 
 

@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checkpoint import random_state, restore_random_state
+from .checkpoint import FORMAT, random_state, restore_random_state
+from .errors import UsageError
 from .loop_state import Position
 from .models import frozen_copy
 
 if TYPE_CHECKING:
     from .runner import Runner
-
-CHECKPOINT_FORMAT = "lifelong_kd.checkpoint/1"
-
 
 def capture(
     runner: Runner, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
@@ -30,7 +28,8 @@ def capture(
 ) -> dict[str, Any]:
     """The state of ``runner`` and, mid-phase, of its ``optimizer``, ``scheduler`` and epoch ``order``."""
     return {
-        "format": CHECKPOINT_FORMAT,
+        "format": FORMAT,
+        "device": runner.device.type,
         "position": asdict(runner.position),
         "run_config": runner.run_config,
         "task_sizes": list(runner.task_sizes),
@@ -51,6 +50,9 @@ def capture(
 def restore(runner: Runner, state: dict[str, Any]) -> None:
     """Put ``runner`` (freshly built with the run's settings) where ``capture`` left it. The optimiser,
     schedule and order are the runner's to take when it re-enters the phase (``Runner.fit``)."""
+    if state["device"] != runner.device.type:  # its random generators' states are the device's
+        raise UsageError(f"the checkpoint was written on {state['device']}, this run is on {runner.device.type}: "
+                         f"resume it with --device {state['device']}")
     teacher_size = state["teacher_size"]
     for size in state["task_sizes"]:  # the head grows block by block, as it did
         if teacher_size is not None and runner.teacher is None and size > teacher_size:

@@ -359,18 +359,19 @@ class Runner:
             self.checkpoint(optimizer, scheduler, order)
             self.stop()
         if self.interval.due(steps + 1, time.perf_counter() - since):
-            if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
-                raise NonFiniteLossError(f"the weights became non-finite {self.position.describe()}: " + LOWER_LR)
             self.checkpoint(optimizer, scheduler, order)
 
     def checkpoint(
         self, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
         order: torch.Tensor | None = None, task_start: bool = False,
     ) -> None:
-        """Write everything the rest of the run depends on to ``out_dir/checkpoint.pt``; mid-task only
-        with finite weights, so the checkpoints kept are good ones."""
+        """Write everything the rest of the run depends on to ``out_dir/checkpoint.pt`` (``run_state``).
+        Only finite weights are saved, so every checkpoint kept is a good one: non-finite ones stop the
+        run (``NonFiniteLossError``)."""
         self._since_checkpoint = (0, time.perf_counter())
         if self.out_dir is not None:
+            if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+                raise NonFiniteLossError(f"the weights became non-finite {self.position.describe()}: " + LOWER_LR)
             start = time.perf_counter()
             save_checkpoint(self.out_dir, capture(self, optimizer, scheduler, order), task_start)
             self.record.timing["checkpoint_seconds"].append(time.perf_counter() - start)

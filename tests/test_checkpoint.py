@@ -8,6 +8,7 @@ import torch
 
 from lifelong_kd.checkpoint import (
     CHECKPOINT,
+    FORMAT,
     PREVIOUS,
     load_checkpoint,
     random_state,
@@ -18,7 +19,8 @@ from lifelong_kd.errors import UsageError
 
 
 def _state(step: int) -> dict:
-    return {"position": {"task": 0, "step": step}, "weights": torch.full((3,), float(step)), "names": ["a", None]}
+    return {"format": FORMAT, "position": {"task": 0, "step": step}, "weights": torch.full((3,), float(step)),
+            "names": ["a", None]}
 
 
 def test_the_newest_and_the_previous_checkpoint_are_kept(tmp_path):
@@ -63,7 +65,7 @@ class Planted:
 
 def test_a_checkpoint_that_needs_code_to_load_is_refused(tmp_path):
     """weights_only: a pickled object other than tensors and plain containers does not load."""
-    torch.save({"position": {}, "object": Planted()}, tmp_path / CHECKPOINT)
+    torch.save({"format": FORMAT, "position": {}, "object": Planted()}, tmp_path / CHECKPOINT)
     with pytest.raises(UsageError, match="unreadable"):
         load_checkpoint(tmp_path)
 
@@ -73,7 +75,7 @@ def test_random_generators_continue_exactly_after_a_restore(tmp_path):
     np.random.seed(3)
     torch.manual_seed(3)
     random.random(), np.random.rand(), torch.rand(2)
-    save_checkpoint(tmp_path, {"position": {}, "random": random_state()})
+    save_checkpoint(tmp_path, {"format": FORMAT, "position": {}, "random": random_state()})
     expected = (random.random(), np.random.rand(), torch.rand(2))
     random.seed(99)
     np.random.seed(99)

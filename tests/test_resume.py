@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config, tiny_model
 
 from lifelong_kd import faults
 from lifelong_kd.checkpoint import CHECKPOINT
 from lifelong_kd.cli import main
+from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import STRATEGIES as STRATEGIES_BY_NAME
 from lifelong_kd.strategies.finetune import Finetune
 
@@ -58,6 +60,31 @@ def matrices(out: Path) -> dict:
     return doc["matrices"]
 
 
+def assert_equal(a, b, where: str = "") -> None:
+    """``a`` and ``b`` (tensors in plain containers) are equal, every tensor bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def assert_same_end(out: Path, reference: Path) -> None:
+    """The two runs ended with the same matrices and the same final state: model, teacher, the strategy's
+    memory and class means, every random generator."""
+    assert matrices(out) == matrices(reference)
+    final, expected = (torch.load(path / CHECKPOINT, weights_only=True) for path in (out, reference))
+    for key in ("position", "task_sizes", "model", "teacher", "strategy", "generator", "random"):
+        assert_equal(final[key], expected[key], key)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def warm_kernels(tmp_path_factory) -> None:
     """One run in this process first: the children inherit its loaded data and compiled CPU kernels."""
@@ -71,13 +98,12 @@ def warm_kernels(tmp_path_factory) -> None:
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory) -> dict[str, dict]:
+def references(tmp_path_factory) -> dict[str, Path]:
+    """Each strategy's run, never interrupted: its folder."""
     root = tmp_path_factory.mktemp("reference")
-    done = {}
     for name, flags in STRATEGIES.items():
         assert in_child([*RUN, "--strategy", name, *flags, "--out", str(root / name)]) == 0
-        done[name] = matrices(root / name)
-    return done
+    return {name: root / name for name in STRATEGIES}
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
@@ -91,7 +117,7 @@ def test_a_run_killed_anywhere_resumes_to_the_same_matrices(strategy, references
         assert status == -9, point
         killed += 1
         assert in_child(["run", "--resume", str(out), "--quiet"]) == 0, point
-        assert matrices(out) == references[strategy], point
+        assert_same_end(out, references[strategy])
     assert killed >= 6
 
 
@@ -100,18 +126,19 @@ def test_killed_twice_resumes_to_the_same_matrices(references, tmp_path):
     assert in_child([*RUN, "--strategy", "derpp", "--memory", "30", "--out", str(out)], "step:7") == -9
     assert in_child(["run", "--resume", str(out), "--quiet"], "step:8") == -9
     assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
-    assert matrices(out) == references["derpp"]
+    assert_same_end(out, references["derpp"])
 
 
 @pytest.mark.parametrize(("sent", "code"), [("INT", 130), ("TERM", 143)])
-def test_sigint_and_sigterm_checkpoint_and_stop(tmp_path, capfd, sent, code):
+def test_sigint_and_sigterm_checkpoint_and_stop(references, tmp_path, capfd, sent, code):
     out = tmp_path / "run"
     assert in_child([*RUN, "--strategy", "lwf", "--out", str(out)], f"step:12:{sent}") == code
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lifelong-kd: interrupted in task ")
     assert err[0].endswith(f"resume with `lifelong-kd run --resume {out}`")
     assert json.loads((out / "results.json").read_text())["status"] == "interrupted"
-    assert (out / CHECKPOINT).is_file()
+    assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
+    assert_same_end(out, references["lwf"])
 
 
 def test_resume_refuses_other_settings_and_takes_its_own(references, tmp_path, capsys):
@@ -120,13 +147,38 @@ def test_resume_refuses_other_settings_and_takes_its_own(references, tmp_path, c
     assert main(["run", "--resume", str(out), "--lr", "0.5", "--epochs", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--lr 0.5 (checkpoint: None)" in err and "--epochs 3 (checkpoint: 2)" in err
+    assert main(["run", "--resume", str(out), "--epochs", "1"]) == 2  # given at its default value: still refused
+    assert "--epochs 1 (checkpoint: 2)" in capsys.readouterr().err
     assert in_child(["run", "--resume", str(out), "--strategy", "lwf", "--epochs", "2"]) == 0  # agreeing flags
-    assert matrices(out) == references["lwf"]
+    assert_same_end(out, references["lwf"])
 
 
 def test_resume_without_a_checkpoint_is_one_usage_error(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path)]) == 2
     assert "no checkpoint.pt there" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_python_api_is_not_resumed_by_the_command(tiny_stream, tmp_path, capsys):
+    Runner(tiny_model(tiny_stream), Finetune(), tiny_stream, tiny_config(), out_dir=tmp_path, progress=False).run()
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "written through the Python API" in err and "Runner.resume_from" in err
+
+
+def test_an_overwrite_killed_before_its_first_checkpoint_puts_the_old_run_back(references, tmp_path, capsys):
+    out = tmp_path / "run"
+    old = (references["finetune"] / "results.json").read_text()
+    for name in ("results.json", CHECKPOINT):
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes((references["finetune"] / name).read_bytes())
+    argv = [*RUN, "--strategy", "finetune", "--out", str(out)]
+    assert in_child([*argv, "--overwrite"], "checkpoint:1") == -9  # killed writing the new run's first checkpoint
+    assert not (out / CHECKPOINT).exists()
+    assert main(argv) == 2  # without --overwrite: the old run, put back, is not replaced
+    err = capsys.readouterr().err.splitlines()
+    note = f"put back the run in '{out}' that an interrupted --overwrite had moved aside"
+    assert err[0] == f"lifelong-kd: warning: {note}"
+    assert "is not empty" in err[1] and (out / "results.json").read_text() == old
 
 
 def test_multi_seed_runs_resume_seed_by_seed(tmp_path):

@@ -39,6 +39,10 @@ class ReplayStrategy(Strategy):
         self.buffer: ReplayBuffer | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
+        self.make_buffer(ctx)
+
+    def make_buffer(self, ctx: TaskContext) -> None:
+        """The memory, made empty at the first task (seeded with the run's seed) and kept after."""
         if self.buffer is None:
             self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.seed)
 
@@ -57,7 +61,7 @@ class ReplayStrategy(Strategy):
     def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
         self.buffer = None
         if state["buffer"] is not None:
-            self.before_task(ctx)
+            self.make_buffer(ctx)
             self.buffer.load_state_dict(state["buffer"])
 
     def replay_size(self, ctx: TaskContext) -> int:
