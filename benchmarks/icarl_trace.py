@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 from common import SHARED_DATA, provenance, save
 
-from lifelong_kd.cli import build_parser, prepare_run
+from lifelong_kd.cli import build_parser
 from lifelong_kd.context import Step, TaskContext
 from lifelong_kd.data import Split
+from lifelong_kd.run_command import prepare_run
 
 QUANTITIES = ("loss", "current_task_il", "new_gap", "feature_std", "dead_features", "grad_norm")
 

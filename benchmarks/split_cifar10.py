@@ -25,7 +25,8 @@ from pathlib import Path
 from common import SHARED_DATA, provenance, save
 
 from lifelong_kd import metrics
-from lifelong_kd.cli import build_parser, prepare_run
+from lifelong_kd.cli import build_parser
+from lifelong_kd.run_command import prepare_run
 from lifelong_kd.runner import Runner
 
 REPLAY = {"er", "er-kd", "icarl", "der", "derpp"}

@@ -27,8 +27,9 @@ from common import provenance, save
 
 from lifelong_kd.data import tensor_stream
 from lifelong_kd.models import build_model
-from lifelong_kd.runner import Runner, TrainConfig, seed_everything
+from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import build_strategy
+from lifelong_kd.training import TrainConfig, seed_everything
 
 
 def synthetic_stream(per_task: int, n_tasks: int):

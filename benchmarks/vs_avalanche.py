@@ -64,8 +64,9 @@ from lifelong_kd.avalanche import (
 from lifelong_kd.data import TaskStream, make_stream
 from lifelong_kd.models import build_model
 from lifelong_kd.report import mean_and_std
-from lifelong_kd.runner import Runner, TrainConfig, seed_everything
+from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import build_strategy
+from lifelong_kd.training import TrainConfig, seed_everything
 
 
 def run_ours(name: str, stream: TaskStream, args: argparse.Namespace, fast: bool = True, **extra: str) -> dict:

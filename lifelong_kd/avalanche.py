@@ -35,9 +35,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .buffer import ReplayBuffer, ReplaySample
 from .data import TaskStream, split_into_tasks
-from .datasets import Dataset
 from .losses import kl_distillation, masked_mse_distillation, mse_distillation
 from .models import frozen_copy
+from .raw import Dataset
 
 __all__ = [
     "DERPlugin",

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .faults import kill_point
+
 POLICIES = ("reservoir", "class-balanced", "herding")
 
 
@@ -90,6 +92,7 @@ class ReplayBuffer:
         positions = torch.arange(count)[keep]
         slots = slots[keep]
         if len(slots):
+            kill_point("memory")
             last = {int(s): i for i, s in enumerate(slots.tolist())}
             chosen = torch.tensor(sorted(last.values()), dtype=torch.long)
             positions, slots = _to_device(torch.stack([positions[chosen], slots[chosen]]), self.device)
@@ -103,6 +106,7 @@ class ReplayBuffer:
         if len(y) > self.capacity:
             raise ValueError(f"{len(y)} samples exceed the buffer's capacity {self.capacity}")
         self.size = self.seen = len(y)
+        kill_point("memory")
         self.logits = None
         self.logit_units.zero_()
         slots = torch.arange(self.size, device=self.device)

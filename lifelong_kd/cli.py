@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import report
-from .data import make_stream
+from .checkpoint import CheckpointWarning
 from .datasets import BENCHMARKS
 from .errors import UsageError
-from .models import HEADS, MODELS, build_model
-from .options import FeatureDistillation, Option, WeightAligning
+from .loop_state import RunInterrupted, clear_stop_requests
+from .models import HEADS, MODELS
+from .outdir import check_output_dir, recover_replacement
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
-from .results import atomic_write_text
-from .runner import HeadLayoutWarning, NonFiniteLossError, Runner, TrainConfig, seed_everything
+from .run_command import PROG, execute_run, resume_arguments, run_seeds
+from .runner import HeadLayoutWarning
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
-from .strategies import STRATEGIES, Strategy
-
-PROG = "lifelong-kd"
+from .strategies import STRATEGIES
+from .training import NonFiniteLossError, TrainConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,6 +44,17 @@ def _at_least(minimum: float, kind: type = int, strict: bool = False):
         return value
 
     return parse
+
+
+def _seed(text: str) -> int:
+    """A seed numpy and torch both accept: a whole number in [0, 2**32 - 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: use a seed from 0 to {2**32 - 1}")
+    return value
 
 
 def _class_order(text: str) -> str | list[int]:
@@ -87,8 +95,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default=TrainConfig.schedule)
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
     seeds = train.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="one run into OUT/results.json (default 0)")
-    seeds.add_argument("--seeds", type=int, nargs="+",
+    seeds.add_argument("--seed", type=_seed, help="one run into OUT/results.json (default 0)")
+    seeds.add_argument("--seeds", type=_seed, nargs="+",
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=TrainConfig.eval_batch_size)
@@ -107,104 +115,35 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     system.add_argument("--compile", choices=list(COMPILE_CHOICES), default=TrainConfig.compile,
                         help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
                         f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
-    system.add_argument("--out", type=Path, required=True, help="output folder for results.json")
+    system.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
     system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    system.add_argument("--resume", type=Path, metavar="OUT",
+                        help="continue the run in OUT from its last checkpoint, with its settings")
+    system.add_argument("--checkpoint-every", default="10m", metavar="STEPS|MINUTESm",
+                        help="mid-task checkpoints every N steps or N minutes (10m); 0: at task ends only")
     system.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is visible: use --device cpu or auto")
-    return name
-
-
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless ``--overwrite``; refuse a file."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out '{out}' is a file: pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"output folder '{out}' is not empty: pass another --out, or --overwrite to replace its results"
-        )
-
-
-def strategy_from_args(args: argparse.Namespace) -> Strategy:
-    """The ``--strategy`` with the values of its declared settings' flags."""
-    cls = STRATEGIES[args.strategy]
-    given = {setting.name: getattr(args, setting.name) for cls_ in STRATEGIES.values() for setting in cls_.settings}
-    return cls(**given)
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def prepare_run(args: argparse.Namespace) -> Runner:
-    """Validate everything, then build the stream, model and runner (nothing trained yet)."""
-    check_output_dir(args.out, args.overwrite)
-    if args.schedule == "multistep" and not args.milestones:
-        raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
-    strategy = strategy_from_args(args)
-    head = args.head or strategy.head  # the runner warns when the layout breaks the method
-    options: list[Option] = [WeightAligning()] if args.wa else []
-    if args.feature_kd == "lucir":
-        options.append(FeatureDistillation(args.feature_kd_weight))
-    device = _resolve_device(args.device)
-    seed = 0 if args.seed is None else args.seed
-    stream = make_stream(
-        args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
-        seed=seed, max_train_per_class=args.max_train_per_class, cache_dir=args.cache_dir,
-        download=args.download,
-    )
-    seed_everything(seed)
-    model = build_model(args.model, stream.image_shape[0], stream.num_classes, head)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
-        device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
-    )
-    run_config = {
-        "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
-        "data_root": str(args.data_root) if args.data_root else None,
-        "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
-        "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    return Runner(
-        model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
-        progress=not args.quiet,
-    )
-
-
-def execute_run(args: argparse.Namespace) -> dict[str, Any]:
-    """``prepare_run``, then train; returns the results document."""
-    return prepare_run(args).run()
-
-
-def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
-    (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished."""
-    if len(set(args.seeds)) != len(args.seeds):
-        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each seed once")
-    check_output_dir(args.out, args.overwrite)
-    docs = []
-    for seed in args.seeds:
-        seed_out = args.out / f"seed_{seed}"
-        docs.append(execute_run(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "out": seed_out})))
-        print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
-        atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
-    return docs
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.seeds:
-        print(report.compare_table(run_seeds(args)))
-        print(f"aggregate -> {args.out / 'aggregate.json'}")
-        return 0
-    doc = execute_run(args)
+    clear_stop_requests()
+    if args.out is None:
+        raise UsageError("run needs --out OUT (a new run) or --resume OUT (continue one)")
+    try:
+        if args.seeds:
+            print(report.compare_table(run_seeds(args)))
+            print(f"aggregate -> {args.out / 'aggregate.json'}")
+            return 0
+        doc = execute_run(args)
+    except RunInterrupted as error:
+        print(f"{PROG}: {error}: resume with `{PROG} run --resume {args.out}`", file=sys.stderr)
+        return 128 + error.signal_number
+    except NonFiniteLossError as error:
+        print(f"{PROG}: stopped: {error} (`{PROG} run --resume {args.out} --lr ...`)", file=sys.stderr)
+        return 1
     print(report.summary_table(doc, args.out / "results.json"))
     return 0
 
@@ -241,6 +180,8 @@ def _load_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"-o '{args.out}' is a file: pass a folder for the figures")
     docs = _load_runs(args)
     for path in write_figures(docs, args.out, args.kind, args.format):
         print(f"wrote {path}")
@@ -310,13 +251,33 @@ def build_parser() -> Parser:
     return parser
 
 
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The settings ``argv`` (a ``run`` command) gives explicitly, whatever their values."""
+    parser = build_parser()
+    run = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices["run"]
+    for action in run._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command", "func"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", HeadLayoutWarning)
+            warnings.simplefilter("always", CheckpointWarning)
             warnings.showwarning = _show_warning
+            if args.command == "run" and (args.resume or args.out) is not None:
+                note = recover_replacement(args.resume or args.out)
+                if note is not None:
+                    _show_warning(note)
+            if getattr(args, "resume", None) is not None:
+                args = resume_arguments(args, given_options(argv))
             return args.func(args)
+    except KeyboardInterrupt:  # before the run's own handler is set (loading data) or after it
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

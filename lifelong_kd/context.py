@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
+from torch import nn
 
 from .buffer import ReplaySample
 from .data import Task, TaskStream
@@ -38,9 +38,7 @@ class TaskContext:
     ``n_old`` counts the classes of earlier tasks, ``n_seen`` adds this
     task's: the old units are ``[:n_old]``, the current ones
     ``[n_old:n_seen]``. ``teacher`` is the frozen snapshot taken at the end of
-    the previous task (None during the first). ``trainer`` is the runner's one
-    training loop; ``fit`` runs it on this task's data, for strategies that
-    train a phase of their own (warm-ups). ``teacher_backbone``, when given,
+    the previous task (None during the first). ``teacher_backbone``, when given,
     is the teacher's backbone as the runner calls it (compiled with
     ``--compile``). ``eval_autocast`` is the evaluation precision's
     autocast, used for the features of ``features_of`` (herding, class means).
@@ -57,7 +55,6 @@ class TaskContext:
     batch_size: int
     autocast: Callable[[], AbstractContextManager]
     normalise: Callable[[torch.Tensor], torch.Tensor]
-    trainer: Callable[..., tuple[int, float]]
     teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
     eval_autocast: Callable[[], AbstractContextManager] | None = None
     _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
@@ -65,10 +62,6 @@ class TaskContext:
     @property
     def seen_tasks(self) -> tuple[Task, ...]:
         return self.stream.tasks[: self.task.index + 1]
-
-    def fit(self, epochs: int, **options: Any) -> tuple[int, float]:
-        """Train on this task's training data with the runner's loop (see ``Runner.fit``)."""
-        return self.trainer(self, self.task.train, epochs, **options)
 
     def features_of(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """The model's features of uint8 ``images`` (no augmentation), in eval mode, as float32."""
@@ -106,3 +99,31 @@ class TaskContext:
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for ``x`` (see ``teacher_outputs``)."""
         return self.teacher_outputs(x)[1]
+
+
+LossFn = Callable[[TaskContext, Step], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of a task's training, run by the runner's one loop: ``epochs`` passes over the data.
+
+    A strategy returns its task's phases as data (``Strategy.phases``), so the loop always knows
+    where it is (task, phase, epoch, step) and a checkpoint can resume inside any of them. The
+    task's ``main`` phase trains on the strategy's training split with its loss, replay, the
+    options' terms and ``after_step``. Any other phase (LwF's warm-up) trains on the task's own
+    data with ``loss`` alone: only the ``parameters`` it names (default: all), at
+    ``weight_decay`` (default: the strategy's), and with ``freeze_backbone`` the backbone runs
+    in eval mode without autograd.
+    """
+
+    name: str
+    epochs: int
+    loss: LossFn | None = None
+    parameters: Callable[[ContinualModel], Iterable[nn.Parameter]] | None = None
+    weight_decay: float | None = None
+    freeze_backbone: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.loss is None

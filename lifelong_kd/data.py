@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import Dataset, benchmark_spec, load_dataset, load_digits_dataset
+from .datasets import benchmark_spec, load_dataset, load_digits_dataset
 from .errors import UsageError
+from .raw import Dataset
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,33 +1,32 @@
-"""Reading raw datasets (CIFAR pickles, image folders, scikit-learn digits) and caching them.
+"""The benchmarks' raw data: where it lies (``--data-root``), how it is read and how it is cached.
 
+The readers are ``cifar_pickles`` and ``image_folder``, plus scikit-learn's digits here.
 Everything is decoded once into uint8 arrays of shape (N, C, H, W) and, for file sources,
-cached as an uncompressed ``.npz`` so that later runs skip decoding. PIL is used only here,
-to decode images while building the cache; no training path touches it.
+cached as an uncompressed ``.npz`` so that later runs skip decoding. PIL is used only to decode
+images while building the cache; no training path touches it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import pickle
 import re
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lifelong_kd.errors import UsageError
+from .cifar_pickles import PICKLE_DIR, load_cifar_pickles
+from .errors import UsageError
+from .image_folder import SPLITS, decode_listing, list_image_folder
+from .raw import Dataset
 
 CACHE_FORMAT_VERSION = 1
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -61,31 +60,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 
 # benchmark -> pickle kind; the kind is also the name prefix of a matching zip ("cifar10*.zip")
 _CIFAR = {"split-cifar10": "cifar10", "split-cifar100": "cifar100"}
-_PICKLE_DIR = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """Decoded raw data with the source's original labels."""
-
-    train_x: np.ndarray  # uint8 (N, C, H, W)
-    train_y: np.ndarray  # int64 (N,)
-    test_x: np.ndarray
-    test_y: np.ndarray
-    class_names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ImageFolderListing:
-    """The classes and files of an image folder (a directory or a .zip), found without decoding.
-
-    File names are zip entry names or paths relative to ``source``; labels index ``classes``.
-    """
-
-    source: Path
-    classes: tuple[str, ...]
-    train: tuple[tuple[str, int], ...]
-    test: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -100,157 +74,6 @@ def benchmark_spec(benchmark: str) -> BenchmarkSpec:
         known = ", ".join(BENCHMARKS)
         raise UsageError(f"unknown benchmark '{benchmark}': choose one of {known} (run `lifelong-kd list`)")
     return BENCHMARKS[benchmark]
-
-
-# ---------------------------------------------------------------- CIFAR pickles
-
-
-def _field(batch: dict[Any, Any], key: str, file: Path) -> Any:
-    for candidate in (key.encode(), key):
-        if candidate in batch:
-            return batch[candidate]
-    raise UsageError(f"'{file}' has no '{key}' entry: it is not an official CIFAR pickle; re-fetch it with --download")
-
-
-def _unpickle(file: Path) -> dict[Any, Any]:
-    if not file.is_file():
-        raise UsageError(f"missing CIFAR file '{file}': point --data-root at a complete copy or add --download")
-    with file.open("rb") as f:
-        return pickle.load(f, encoding="bytes")
-
-
-def _read_batches(files: Sequence[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for file in files:
-        batch = _unpickle(file)
-        xs.append(np.asarray(_field(batch, "data", file), dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(_field(batch, label_key, file), dtype=np.int64))
-    return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
-
-
-def load_cifar_pickles(root: Path, kind: str) -> Dataset:
-    """Load the official CIFAR pickles under ``root`` (``kind`` is "cifar10" or "cifar100")."""
-    if kind not in _PICKLE_DIR:
-        raise UsageError(f"unknown CIFAR kind '{kind}': use 'cifar10' or 'cifar100'")
-    folder = Path(root) / _PICKLE_DIR[kind]
-    if kind == "cifar10":
-        train = [folder / f"data_batch_{i}" for i in range(1, 6)]
-        test, meta, label_key, names_key = [folder / "test_batch"], folder / "batches.meta", "labels", "label_names"
-    else:
-        train, test, meta = [folder / "train"], [folder / "test"], folder / "meta"
-        label_key, names_key = "fine_labels", "fine_label_names"
-    train_x, train_y = _read_batches(train, label_key)
-    test_x, test_y = _read_batches(test, label_key)
-    names = _field(_unpickle(meta), names_key, meta)
-    class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    return Dataset(train_x, train_y, test_x, test_y, class_names)
-
-
-# ---------------------------------------------------------------- image folders
-
-
-def _split_prefixes(names: Sequence[str]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
-    """Group image paths shaped [top/]split/class/file by their top folder (or none)."""
-    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-    for name in names:
-        parts = tuple(name.split("/"))
-        if (
-            len(parts) in (3, 4)
-            and parts[-3] in _SPLITS
-            and parts[-1].lower().endswith(IMAGE_SUFFIXES)
-            and not any(p.startswith((".", "__MACOSX")) for p in parts)
-        ):
-            groups.setdefault(parts[:-3], []).append(parts)
-    return groups
-
-
-def _relative_names(path: Path) -> list[str]:
-    if path.is_dir():
-        return [p.relative_to(path).as_posix() for p in path.rglob("*") if len(p.relative_to(path).parts) <= 4]
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return [n for n in zf.namelist() if not n.endswith("/")]
-    except (OSError, zipfile.BadZipFile) as e:
-        raise UsageError(f"cannot read zip '{path}' ({e}): pass --data-root with a valid .zip or folder") from e
-
-
-def list_image_folder(path: Path) -> ImageFolderListing:
-    """List classes and image files of ``path`` (a directory or .zip) without decoding anything.
-
-    Layout: ``train/<class>/*.{png,jpg,jpeg}`` and ``test/<class>/...``, possibly inside one top-level
-    folder. Classes are the sorted folder names of train/; files are sorted by name within a class.
-    """
-    path = Path(path)
-    groups = _split_prefixes(_relative_names(path))
-    if len(groups) != 1:
-        found = "none" if not groups else ", ".join(sorted("/".join(g) or "." for g in groups))
-        raise UsageError(
-            f"'{path}' must hold train/<class>/ and test/<class>/ image folders under one top folder "
-            f"(found: {found}): pass --data-root pointing at such a folder or .zip"
-        )
-    parts = next(iter(groups.values()))
-    by_split: dict[str, dict[str, list[str]]] = {s: {} for s in _SPLITS}
-    for p in parts:
-        by_split[p[-3]].setdefault(p[-2], []).append("/".join(p))
-    classes = tuple(sorted(by_split["train"]))
-    if not classes or tuple(sorted(by_split["test"])) != classes:
-        raise UsageError(
-            f"'{path}': test/ classes {sorted(by_split['test'])} must match train/ classes {list(classes)}: "
-            "give both splits the same class folders"
-        )
-
-    def files(split: str) -> tuple[tuple[str, int], ...]:
-        return tuple((n, label) for label, c in enumerate(classes) for n in sorted(by_split[split][c]))
-
-    return ImageFolderListing(path, classes, files("train"), files("test"))
-
-
-def _decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode one image file's bytes to a uint8 (3, H, W) array."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB")).transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"cannot decode image '{name}' ({e}): remove or replace the file") from e
-
-
-def _decode_files(files: Sequence[tuple[str, int]], read: Callable[[str], bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``files`` (non-empty: the listing gives every class a file) into one (N, 3, H, W) array."""
-    first = _decode_image(read(files[0][0]), files[0][0])
-    x = np.empty((len(files), *first.shape), dtype=np.uint8)
-    for i, (name, _) in enumerate(files):
-        img = first if i == 0 else _decode_image(read(name), name)
-        if img.shape != x.shape[1:]:
-            raise UsageError(
-                f"image '{name}' is {img.shape[2]}x{img.shape[1]} but others are {x.shape[3]}x{x.shape[2]}: "
-                "resize all images to one size"
-            )
-        x[i] = img
-    return x, np.array([label for _, label in files], dtype=np.int64)
-
-
-def _decode_listing(listing: ImageFolderListing) -> Dataset:
-    if listing.source.is_dir():
-        return _decode_with(listing, lambda name: (listing.source / name).read_bytes())
-    with zipfile.ZipFile(listing.source) as zf:
-        return _decode_with(listing, zf.read)
-
-
-def _decode_with(listing: ImageFolderListing, read: Callable[[str], bytes]) -> Dataset:
-    train_x, train_y = _decode_files(listing.train, read)
-    test_x, test_y = _decode_files(listing.test, read)
-    if test_x.shape[1:] != train_x.shape[1:]:
-        raise UsageError(
-            f"'{listing.source}': test images differ in size from train images: resize all images to one size"
-        )
-    return Dataset(train_x, train_y, test_x, test_y, listing.classes)
-
-
-def load_image_folder(path: Path) -> Dataset:
-    """Decode an image folder (directory or .zip, layout as in :func:`list_image_folder`) to RGB uint8 arrays."""
-    return _decode_listing(list_image_folder(path))
 
 
 # ---------------------------------------------------------------- scikit-learn digits
@@ -280,7 +103,7 @@ def load_digits_dataset(seed: int = 0) -> Dataset:
 
 def _layout_help(benchmark: str) -> str:
     kind = _CIFAR.get(benchmark)
-    parts = [f"{_PICKLE_DIR[kind]}/ (official pickles)"] if kind else []
+    parts = [f"{PICKLE_DIR[kind]}/ (official pickles)"] if kind else []
     parts += [
         "train/<class>/ + test/<class>/ image folders (maybe one folder down)",
         f"a single {kind or ''}*.zip of them",
@@ -310,13 +133,13 @@ def _resolve_source(benchmark: str, root: Path) -> _Source:
             return _Source("image-folder", root)
         raise UsageError(f"data root '{root}' is a file but not a .zip: pass --data-root pointing at {layouts}")
     kind = _CIFAR.get(benchmark)
-    if kind and (root / _PICKLE_DIR[kind]).is_dir():
+    if kind and (root / PICKLE_DIR[kind]).is_dir():
         return _Source(kind, root)
-    if kind and root.name == _PICKLE_DIR[kind]:
+    if kind and root.name == PICKLE_DIR[kind]:
         return _Source(kind, root.parent)
-    if all((root / s).is_dir() for s in _SPLITS):
+    if all((root / s).is_dir() for s in SPLITS):
         return _Source("image-folder", root)
-    nested = [d for d in root.iterdir() if d.is_dir() and all((d / s).is_dir() for s in _SPLITS)]
+    nested = [d for d in root.iterdir() if d.is_dir() and all((d / s).is_dir() for s in SPLITS)]
     if len(nested) == 1:
         return _Source("image-folder", nested[0])
     found_zip = _find_zip(root, benchmark)
@@ -333,7 +156,7 @@ def _default_cache_dir() -> Path:
 def _download(benchmark: str, root: Path) -> None:
     """Fetch the official CIFAR pickles into ``root`` with torchvision, unless already there."""
     kind = _CIFAR[benchmark]
-    if (root / _PICKLE_DIR[kind]).is_dir():
+    if (root / PICKLE_DIR[kind]).is_dir():
         return
     from torchvision import datasets
 
@@ -352,7 +175,7 @@ def _download(benchmark: str, root: Path) -> None:
 def _fingerprint(source: _Source) -> str:
     """Hash of the format version, kind, resolved path, and size + mtime_ns of every source file."""
     path = source.path.resolve()
-    top = path / _PICKLE_DIR[source.kind] if source.kind in _PICKLE_DIR else path
+    top = path / PICKLE_DIR[source.kind] if source.kind in PICKLE_DIR else path
     files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
     stats = [(p.relative_to(top).as_posix() if p != top else "", p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     blob = json.dumps([CACHE_FORMAT_VERSION, source.kind, str(path), stats])
@@ -414,7 +237,7 @@ def _decode_source(benchmark: str, source: _Source) -> Dataset:
     if source.kind == "image-folder":
         listing = list_image_folder(source.path)
         _check_class_count(benchmark, listing.classes, source.path)
-        return _decode_listing(listing)
+        return decode_listing(listing)
     return load_cifar_pickles(source.path, source.kind)
 
 

@@ -70,3 +70,14 @@ def accuracy_row(
             row = rows.setdefault(name, [None] * len(stream))
             row[task.index] = 100.0 * float(count) / len(y_all)
     return rows
+
+
+def tasks_to_evaluate(stream: TaskStream, model: ContinualModel, task_index: int, eval_future: bool) -> list[int]:
+    """The tasks to evaluate after task ``task_index``: the seen ones, and the next one with a fixed
+    head (FWT needs R[i, i+1]); with ``eval_future`` every task the head has units for (a future
+    task without units can give no accuracy)."""
+    if eval_future:
+        width = model.num_classes
+        return [task.index for task in stream if task.index <= task_index or task.classes[-1] < width]
+    last = task_index + 1 if model.head_kind == "fixed" else task_index
+    return list(range(min(last, len(stream) - 1) + 1))

@@ -65,6 +65,37 @@ def check_document(doc: Document, source: str) -> None:
         raise UsageError(f"'{source}' has no accuracy matrices (matrices.class_il): no task finished in that run")
     if not isinstance(doc.get("metrics"), dict) or not all(setting in doc["metrics"] for setting in matrices):
         raise UsageError(f"'{source}' has matrices without metrics: re-run the experiment to rewrite it")
+    n_tasks = config.get("n_tasks")
+    for name, matrix in matrices.items():
+        _check_matrix(matrix, f"'{source}': matrices.{name}", n_tasks)
+        _check_metrics(doc["metrics"][name], metrics.summary(matrix), f"'{source}': metrics.{name}")
+
+
+def _check_matrix(matrix: Any, where: str, n_tasks: Any) -> None:
+    """A T' x T matrix (T' tasks done of ``n_tasks``) of percentages: a number in [0, 100] at every
+    task evaluated after its training (j <= i), a number or null elsewhere."""
+    damaged = "the file is damaged; re-run the experiment to rewrite it"
+    if not isinstance(matrix, list) or not matrix or not isinstance(n_tasks, int) or len(matrix) > n_tasks:
+        raise UsageError(f"{where} is not a list of at most config.n_tasks rows: {damaged}")
+    for i, row in enumerate(matrix):
+        if not isinstance(row, list) or len(row) != n_tasks:
+            raise UsageError(f"{where} row {i + 1} is not a list of {n_tasks} values, one per task: {damaged}")
+        for j, value in enumerate(row):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is None and j > i:
+                continue
+            if not number or not 0.0 <= value <= 100.0:  # NaN fails both comparisons
+                shown = "null" if value is None else json.dumps(value)
+                raise UsageError(f"{where}[{i}][{j}] is {shown}, not a percentage: {damaged}")
+
+
+def _check_metrics(stored: Any, computed: dict[str, float], where: str) -> None:
+    """The stored headline metrics must be the ones the matrix gives (``metrics.summary``)."""
+    for name, value in computed.items():
+        saved = stored.get(name) if isinstance(stored, dict) else None
+        if not isinstance(saved, int | float) or not abs(saved - value) <= 1e-6:
+            raise UsageError(f"{where}.{name} is {saved}, but the matrix gives {value:.6g}: the file is damaged or "
+                             "was edited; re-run the experiment to rewrite it")
 
 
 def check_same_benchmark(docs: Sequence[Document], sources: Sequence[str]) -> None:

@@ -25,6 +25,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it; mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -81,6 +84,46 @@ def results_document(
     if baseline is not None:
         doc["baseline_task_il"] = baseline
     return doc
+
+
+class RunRecord:
+    """The results of a run as they accumulate: one row of every accuracy matrix and the timing per task.
+
+    ``baseline`` is the untrained model's task-IL accuracy per task (fixed head, for FWT).
+    ``timing`` holds per task ``train_seconds``, ``images_per_second`` and ``eval_seconds``, and
+    ``checkpoint_seconds``, the time each checkpoint written took, in order.
+    ``state_dict`` / ``load_state_dict`` carry it through a checkpoint.
+    """
+
+    def __init__(self, n_tasks: int, baseline: list[float | None] | None = None) -> None:
+        self.n_tasks = n_tasks
+        self.baseline = baseline
+        self.matrices: dict[str, list[list[float | None]]] = {}
+        self.timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": [],
+                                               "checkpoint_seconds": []}
+
+    @property
+    def completed_tasks(self) -> int:
+        return len(self.timing["eval_seconds"])
+
+    def add_task(self, rows: dict[str, list[float | None]], train_seconds: float, images_per_second: float,
+                 eval_seconds: float) -> None:
+        """Record the next task: its evaluation rows (one per matrix) and its timing."""
+        for name, row in rows.items():
+            earlier = [[None] * self.n_tasks for _ in range(self.completed_tasks)]
+            self.matrices.setdefault(name, earlier).append(row)
+        self.timing["train_seconds"].append(train_seconds)
+        self.timing["images_per_second"].append(images_per_second)
+        self.timing["eval_seconds"].append(eval_seconds)
+
+    def document(self, config: dict[str, Any], env: dict[str, str], status: str) -> dict[str, Any]:
+        return results_document(config, env, self.matrices, self.timing, status, self.baseline)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "matrices": self.matrices, "timing": self.timing}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.baseline, self.matrices, self.timing = state["baseline"], state["matrices"], state["timing"]
 
 
 def write_results(path: Path, doc: dict[str, Any]) -> None:

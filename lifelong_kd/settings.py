@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,8 @@ class Setting:
             raise UsageError(f"{self.flag} takes a number, not {value!r}") from None
         if kind is int and number != value:
             raise UsageError(f"{self.flag} takes a whole number, not {value!r}")
+        if not math.isfinite(number):
+            raise UsageError(f"{self.flag} takes a finite number, not {value}: use a value {self.range_text()}")
         too_low = self.low is not None and (number < self.low or (self.low_open and number == self.low))
         too_high = self.high is not None and number > self.high
         if too_low or too_high:

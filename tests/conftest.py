@@ -6,7 +6,7 @@ import torch
 
 from lifelong_kd.data import TaskStream, tensor_stream
 from lifelong_kd.models import build_model
-from lifelong_kd.runner import TrainConfig, seed_everything
+from lifelong_kd.training import TrainConfig, seed_everything
 
 
 def synthetic_images(num_classes: int, per_class: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -87,7 +87,7 @@ def test_lwf_plugin_in_naive_adds_exactly_our_lwf_term():
     ours = build_strategy("lwf", alpha=0.7, temperature=2.0)
     for record in second:
         ctx = TaskContext(stream.tasks[1], stream, model, record["teacher"], 2, 4, torch.device("cpu"), 0, 8,
-                          lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x)
         step = Step(record["x"], record["x"], record["y"], len(record["y"]), None, record["logits"])
         assert ours.loss(ctx, step).item() == pytest.approx(record["loss"].item(), rel=1e-5)
     assert plugin.teacher is not None and not plugin.teacher.training
@@ -177,7 +177,7 @@ def _runner_multi_head_lwf_term(stream, heads, alpha):
     logits = torch.cat([student, torch.zeros(len(student), 2)], dim=1)
     y = torch.full((len(student),), n_old)
     ctx = TaskContext(stream.tasks[2], stream, model, identity, n_old, n_old + 2, torch.device("cpu"), 0, 8,
-                      lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+                      lambda: torch.autocast("cpu", enabled=False), lambda x: x)
     step = Step(teacher_logits, teacher_logits, y, len(y), None, logits)
     strategy = build_strategy("lwf", alpha=alpha, temperature=2.0)
     return (strategy.loss(ctx, step) - classification_loss(ctx, y, logits)).item()
@@ -251,7 +251,7 @@ def test_der_plugin_in_naive_adds_exactly_our_der_terms(name, alpha, beta, fresh
         step = Step(None, None, torch.cat([record["y"], replay.y]), 8, None,
                     torch.cat([record["logits"], record["replay_logits"]]), replay)
         ctx = TaskContext(stream.tasks[record["experience"]], stream, model, None, 0, 4, torch.device("cpu"), 0, 8,
-                          lambda: torch.autocast("cpu", enabled=False), lambda x: x, trainer=None)
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x)
         assert ours.loss(ctx, step).item() == pytest.approx(record["loss"].item(), rel=1e-5)
         if alpha == 0.0:
             assert record["loss"].item() == pytest.approx(record["ce"].item())

@@ -4,101 +4,24 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fake_data import CIFAR10_NAMES, dump_pickle, write_cifar10, write_cifar100, write_image_tree, zip_tree
 from PIL import Image
 
-from lifelong_kd import datasets
+from lifelong_kd import datasets, image_folder
+from lifelong_kd.cifar_pickles import load_cifar_pickles
+from lifelong_kd.cli import main
 from lifelong_kd.data import class_order_for, make_stream, split_into_tasks, tensor_stream
-from lifelong_kd.datasets import (
-    BENCHMARKS,
-    list_image_folder,
-    load_cifar_pickles,
-    load_dataset,
-    load_digits_dataset,
-    load_image_folder,
-)
+from lifelong_kd.datasets import BENCHMARKS, load_dataset, load_digits_dataset
 from lifelong_kd.errors import UsageError
+from lifelong_kd.image_folder import list_image_folder, load_image_folder
+from lifelong_kd.raw import Dataset
 
 REAL_ZIP = Path(__file__).parents[1].parent / "shared/data/cifar10-jpeg.zip"
-CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...] = (3, 32, 32)) -> np.ndarray:
-    return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-
-
-def _dump(path: Path, obj: dict, str_keys: bool = False) -> None:
-    if not str_keys:
-        obj = {k.encode(): v for k, v in obj.items()}
-    with path.open("wb") as f:
-        pickle.dump(obj, f)
-
-
-def write_cifar10(root: Path, per_class: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    """Official-format CIFAR-10 pickles: 5 train batches + test batch, ``per_class`` images per class per batch."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    xs, ys = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        y = np.tile(np.arange(10), per_class)
-        x = _images(rng, len(y))
-        _dump(folder / name, {"data": x.reshape(len(y), -1), "labels": y.tolist(), "batch_label": name})
-        xs.append(x)
-        ys.append(y)
-    _dump(folder / "batches.meta", {"label_names": [n.encode() for n in CIFAR10_NAMES], "num_vis": 3072})
-    return {"train_x": np.concatenate(xs[:5]), "train_y": np.concatenate(ys[:5]), "test_x": xs[5], "test_y": ys[5]}
-
-
-def write_cifar100(root: Path, per_class: int = 2, seed: int = 0, str_keys: bool = False) -> dict[str, np.ndarray]:
-    """Official-format CIFAR-100 pickles (train, test, meta) with fine and coarse labels."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    out = {}
-    for split, reps in (("train", per_class), ("test", 1)):
-        y = np.tile(np.arange(100), reps)
-        x = _images(rng, len(y))
-        record = {"data": x.reshape(len(y), -1), "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()}
-        _dump(folder / split, record, str_keys)
-        out[f"{split}_x"], out[f"{split}_y"] = x, y
-    names = [f"class{i:03d}" for i in range(100)]
-    _dump(
-        folder / "meta", {"fine_label_names": names, "coarse_label_names": [f"super{i}" for i in range(20)]}, str_keys
-    )
-    return out
-
-
-CLASSES = ("cat", "ant", "bee")  # sorted: ant, bee, cat
-
-
-def write_image_tree(root: Path, size: tuple[int, int] = (6, 5), seed: int = 0) -> dict[str, dict[str, list]]:
-    """train/<class>/*.png (3 per class) and test/<class>/*.png (1 per class); returns the HWC arrays written."""
-    rng = np.random.default_rng(seed)
-    written: dict[str, dict[str, list]] = {}
-    for split, n in (("train", 3), ("test", 1)):
-        for cls in CLASSES:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            # write in reverse name order so that the reader's sorting is exercised
-            imgs = [rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8) for _ in range(n)]
-            for i in reversed(range(n)):
-                Image.fromarray(imgs[i]).save(folder / f"{i:04d}.png")
-            written.setdefault(split, {})[cls] = imgs
-    return written
-
-
-def zip_tree(tree: Path, zip_path: Path, top: str = "cifar10") -> Path:
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        zf.writestr(f"{top}/", "")
-        for file in sorted(tree.rglob("*.png")):
-            zf.write(file, f"{top}/{file.relative_to(tree).as_posix()}")
-    return zip_path
 
 
 def labelled_tensors(num_classes: int = 6, per_class: int = 4, seed: int = 0):
@@ -125,6 +48,53 @@ def test_cifar10_pickles_round_trip(tmp_path):
     assert ds.class_names == CIFAR10_NAMES
     np.testing.assert_array_equal(ds.train_x[57], ref["train_x"][57])  # a known image, channel-first
     np.testing.assert_array_equal(ds.test_x, ref["test_x"])
+
+
+class _CreatesAFile:
+    """A harmless stand-in for a malicious payload: unpickling it would create ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_planted_cifar_pickle_is_refused_before_it_runs_anything(tmp_path, capsys):
+    write_cifar10(tmp_path / "data")
+    planted = tmp_path / "created-by-the-pickle"
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1"
+    dump_pickle(batch, {"data": _CreatesAFile(planted), "labels": [0]})
+    with pytest.raises(UsageError, match="it asks for io.open, which no CIFAR pickle holds"):
+        load_cifar_pickles(tmp_path / "data", "cifar10")
+    assert not planted.exists()
+    assert main(["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data_batch_1" in err and "Traceback" not in err and not planted.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not a dict"])
+def test_a_damaged_cifar_pickle_is_one_usage_error(tmp_path, damage):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    if damage == "truncated":
+        batch.write_bytes(batch.read_bytes()[:1000])
+    elif damage == "empty":
+        batch.write_bytes(b"")
+    else:
+        batch.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(UsageError, match="test_batch"):
+        load_cifar_pickles(tmp_path, "cifar10")
+
+
+def test_arrays_pickled_with_protocol_5_load(tmp_path):
+    ref = write_cifar10(tmp_path)
+    for name in ["test_batch"]:
+        path = tmp_path / "cifar-10-batches-py" / name
+        batch = pickle.loads(path.read_bytes())
+        path.write_bytes(pickle.dumps(batch, protocol=5))
+    np.testing.assert_array_equal(load_cifar_pickles(tmp_path, "cifar10").test_x, ref["test_x"])
 
 
 @pytest.mark.parametrize("str_keys", [False, True])
@@ -177,7 +147,7 @@ def test_image_folder_dir_and_zip_are_identical(tmp_path):
 
 def test_list_image_folder_does_not_decode(tmp_path, monkeypatch):
     write_image_tree(tmp_path / "tree")
-    monkeypatch.setattr(datasets, "_decode_image", _fail)
+    monkeypatch.setattr(image_folder, "_decode_image", _fail)
     listing = list_image_folder(zip_tree(tmp_path / "tree", tmp_path / "t.zip"))
     assert listing.classes == ("ant", "bee", "cat")
     assert listing.train[:2] == (("cifar10/train/ant/0000.png", 0), ("cifar10/train/ant/0001.png", 0))
@@ -265,7 +235,7 @@ def test_max_train_per_class_balanced_and_test_untouched():
     y = np.random.default_rng(0).permutation(np.repeat([0, 1, 2, 3], [5, 4, 10, 1]))
     x = np.arange(len(y), dtype=np.uint8).reshape(-1, 1, 1, 1)
     test_x = np.zeros((4, 1, 1, 1), dtype=np.uint8)
-    ds = datasets.Dataset(x, y, test_x, np.arange(4), ("a", "b", "c", "d"))
+    ds = Dataset(x, y, test_x, np.arange(4), ("a", "b", "c", "d"))
     stream = split_into_tasks(ds, "t", 2, [0, 1, 2, 3], max_train_per_class=3, seed=7)
     counts = np.bincount(torch.cat([t.train.y for t in stream]).numpy(), minlength=4)
     np.testing.assert_array_equal(counts, [3, 3, 3, 1])  # min(3, available)
@@ -299,8 +269,7 @@ def test_cache_skips_decoding_and_rebuilds_when_corrupt(tmp_path, monkeypatch):
     files = list(cache.iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"  # no temp file left behind
     with monkeypatch.context() as m:
-        m.setattr(datasets, "_decode_image", _fail)
-        m.setattr(datasets, "load_image_folder", _fail)
+        m.setattr(image_folder, "_decode_image", _fail)
         second = load_dataset("image-folder", zip_path, cache_dir=cache)
     for name in ("train_x", "train_y", "test_x", "test_y", "class_names"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))

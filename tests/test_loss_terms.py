@@ -83,7 +83,7 @@ def context(stream, task_index, model, teacher=None):
     n_seen = n_old + len(stream.tasks[task_index].classes)
     return TaskContext(
         stream.tasks[task_index], stream, model, teacher, n_old, n_seen, torch.device("cpu"), 0, 4,
-        lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None,
+        lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(),
     )
 
 

@@ -85,7 +85,7 @@ def test_herding_picks_the_sample_nearest_the_mean_first_and_converges_faster_th
 
 def _context(stream, model, task_index, n_old, n_seen, teacher=None):
     return TaskContext(stream.tasks[task_index], stream, model, teacher, n_old, n_seen, torch.device("cpu"), 0, 4,
-                       lambda: torch.autocast("cpu", enabled=False), lambda x: x.float() / 255, trainer=None)
+                       lambda: torch.autocast("cpu", enabled=False), lambda x: x.float() / 255)
 
 
 def test_der_stores_logits_at_insertion_and_compares_only_their_units(tiny_stream):
@@ -160,7 +160,7 @@ def test_memory_seed_follows_the_run_seed(tiny_stream):
         er = build_strategy("er", memory=5)
         model = tiny_model(tiny_stream)
         ctx = TaskContext(tiny_stream.tasks[0], tiny_stream, model, None, 0, 2, torch.device("cpu"), seed, 4,
-                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None)
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float())
         er.before_task(ctx)
         er.buffer.add_reservoir(_images(40), torch.arange(40), task=0)
         contents.append(er.buffer.contents()[1].tolist())

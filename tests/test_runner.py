@@ -7,11 +7,12 @@ import pytest
 import torch
 from conftest import make_tiny_stream, tiny_config, tiny_model
 
-from lifelong_kd.runner import NonFiniteLossError, Runner, TrainConfig, too_small_to_step
+from lifelong_kd.runner import Runner
 from lifelong_kd.settings import training_settings
 from lifelong_kd.strategies import build_strategy
 from lifelong_kd.strategies.base import Strategy
 from lifelong_kd.strategies.finetune import Finetune
+from lifelong_kd.training import NonFiniteLossError, TrainConfig, too_small_to_step
 
 
 def run(strategy, stream, tmp_path=None, head="incremental", seed=0, **config):

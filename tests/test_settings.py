@@ -8,12 +8,14 @@ from conftest import tiny_config, tiny_model
 from fake_runs import fake_run
 
 from lifelong_kd import report, speed
-from lifelong_kd.cli import build_parser, main, strategy_from_args
+from lifelong_kd.cli import build_parser, main
 from lifelong_kd.errors import UsageError
 from lifelong_kd.options import FeatureDistillation
-from lifelong_kd.runner import HeadLayoutWarning, Runner, TrainConfig
+from lifelong_kd.run_command import strategy_from_args
+from lifelong_kd.runner import HeadLayoutWarning, Runner
 from lifelong_kd.settings import Setting
 from lifelong_kd.strategies import STRATEGIES, build_strategy
+from lifelong_kd.training import TrainConfig
 
 DIGITS_RUN = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "1", "--quiet"]
 

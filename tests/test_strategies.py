@@ -17,7 +17,6 @@ def context_for_task(stream, index, teacher):
     return TaskContext(
         stream.tasks[index], stream, model, teacher, n_old, n_old + len(stream.tasks[index].classes),
         torch.device("cpu"), 0, 32, lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(),
-        trainer=None,
     )
 
 
@@ -79,12 +78,18 @@ def test_lwf_warmup_trains_only_new_units(tiny_stream):
     runner.teacher = frozen_copy(model)
     model.grow(4)
     ctx = TaskContext(tiny_stream.tasks[1], tiny_stream, model, runner.teacher, 2, 4,
-                      runner.device, 0, 16, runner.autocast, runner.augment.eval, runner.fit)
+                      runner.device, 0, 16, runner.autocast, runner.augment.eval)
+    first = TaskContext(tiny_stream.tasks[0], tiny_stream, model, None, 0, 2,
+                        runner.device, 0, 16, runner.autocast, runner.augment.eval)
+    assert [phase.name for phase in strategy.phases(first, 1)] == ["main"]  # nothing to warm up in task 1
+    warmup, main = strategy.phases(ctx, 1)
+    assert (warmup.name, warmup.epochs, warmup.weight_decay, warmup.freeze_backbone) == ("warm-up", 2, 0.0, True)
+    assert main.main and main.epochs == 1 and not warmup.main
     backbone = [p.detach().clone() for p in model.backbone.parameters()]
     old_rows = model.head.weight[:2].detach().clone()
     new_rows = model.head.weight[2:].detach().clone()
     old_bias = model.head.blocks[0].bias.detach().clone()
-    strategy.before_task(ctx)
+    runner.fit(ctx, warmup)
     assert all(torch.equal(a, b) for a, b in zip(backbone, model.backbone.parameters()))
     assert all(p.grad is None for p in model.backbone.parameters())  # no backward through the frozen backbone
     assert torch.equal(model.head.weight[:2], old_rows)
@@ -112,6 +117,6 @@ def test_fixed_head_trains_every_unit_incremental_only_the_seen_ones(tiny_stream
         model = tiny_model(tiny_stream, head=head)
         model.grow(4)
         ctx = TaskContext(tiny_stream.tasks[1], tiny_stream, model, None, 2, 4, torch.device("cpu"), 0, 32,
-                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float(), trainer=None)
+                          lambda: torch.autocast("cpu", enabled=False), lambda x: x.float())
         loss = build_strategy("finetune").loss(ctx, step_of(torch.zeros(1, 3, 8, 8), y, logits))
         assert loss.item() == pytest.approx(F.cross_entropy(logits[:, :units], y).item())

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..buffer import ReplaySample
-from ..context import Step, TaskContext
+from ..context import Phase, Step, TaskContext
 from ..data import Split
 from ..errors import UsageError
 from ..settings import Setting, training_settings
@@ -18,10 +18,14 @@ class Strategy:
     """A continual-learning method: what differs from plain fine-tuning.
 
     Hooks, in the order the runner calls them for each task:
-    ``training_split`` (the data to train on), ``before_task``; every step
-    ``replay_batch`` (samples to append to the current batch), ``loss``,
-    ``after_step``; then ``after_task``. ``eval_scores`` adds classifiers to
-    the evaluation (iCaRL's nearest mean of exemplars).
+    ``before_task``; ``phases`` (the task's training phases, as data: by
+    default one, the main phase); ``training_split`` (the main phase's data);
+    every step of the main phase ``replay_batch`` (samples to append to the
+    current batch), ``loss``, ``after_step``; then ``after_task``.
+    ``eval_scores`` adds classifiers to the evaluation (iCaRL's nearest mean
+    of exemplars). ``state_dict`` / ``load_state_dict`` carry what the
+    strategy has learnt of the stream (a memory, class means) through a
+    checkpoint.
 
     ``settings`` declares the method's hyperparameters once (default, range,
     help, source: ``lifelong_kd.settings``), the optimiser's included;
@@ -64,6 +68,9 @@ class Strategy:
         """The declared default of every setting (before per-memory defaults)."""
         return {setting.name: setting.default for setting in cls.settings}
 
+    def check_stream(self, num_classes: int) -> None:
+        """Raise ``UsageError`` when the settings cannot work on a stream of ``num_classes`` classes."""
+
     def resolve_loop_settings(self, epochs: int) -> None:
         """Resolve, once, the settings whose default follows the loop's (``epochs`` per task)."""
 
@@ -72,6 +79,17 @@ class Strategy:
 
     def before_task(self, ctx: TaskContext) -> None:
         """Called after the head has grown, before training the task."""
+
+    def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
+        """The task's training phases, in order; by default the main phase alone, ``epochs`` long."""
+        return (Phase("main", epochs),)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the strategy has accumulated over the stream, as tensors and plain containers."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
+        """Restore ``state_dict``'s result (``ctx``: the task the run resumes in)."""
 
     def replay_batch(self, ctx: TaskContext, generator: torch.Generator) -> ReplaySample | None:
         """Samples to train on together with the current batch (none by default)."""

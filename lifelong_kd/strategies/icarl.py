@@ -13,6 +13,8 @@
 Defaults: the DER paper's Seq-CIFAR-10 grid (appendix): lr 0.1, weight decay 1e-5.
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +38,14 @@ class ICaRL(ReplayStrategy):
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)
         self.class_means: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "class_means": self.class_means}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
+        super().load_state_dict(state, ctx)
+        means = state["class_means"]
+        self.class_means = None if means is None else means.to(ctx.device)
 
     def training_split(self, ctx: TaskContext) -> Split:
         if not len(self.buffer):

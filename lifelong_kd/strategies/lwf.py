@@ -14,7 +14,7 @@ paper's original multi-head form is ``--head multi`` (one KL per old head).
 
 import torch
 
-from ..context import Step, TaskContext
+from ..context import Phase, Step, TaskContext
 from ..losses import kl_distillation
 from ..settings import ALPHA, T2, TEMPERATURE, WARMUP_EPOCHS, training_settings
 from .base import Strategy, classification_loss
@@ -37,17 +37,16 @@ class LwF(Strategy):
         if self.hparams["warmup_epochs"] < 0:
             self.hparams["warmup_epochs"] = epochs
 
-    def before_task(self, ctx: TaskContext) -> None:
-        """The warm-up (Mammoth's LwF): train only the new head units, the backbone frozen in eval mode."""
+    def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
+        """The warm-up (Mammoth's LwF) first: only the new head units train, the backbone frozen in eval mode."""
+        main = super().phases(ctx, epochs)
         if ctx.teacher is None or not self.hparams["warmup_epochs"]:
-            return
-        ctx.fit(
-            epochs=int(self.hparams["warmup_epochs"]),
-            parameters=ctx.model.head.parameters(),
-            loss=classification_loss_new_units,
-            weight_decay=0.0,
-            freeze_backbone=True,
+            return main
+        warmup = Phase(
+            "warm-up", int(self.hparams["warmup_epochs"]), loss=classification_loss_new_units,
+            parameters=lambda model: model.head.parameters(), weight_decay=0.0, freeze_backbone=True,
         )
+        return (warmup, *main)
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         return ce_plus_distillation(ctx, step, self.hparams)

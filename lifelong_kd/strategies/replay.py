@@ -9,6 +9,7 @@ import torch
 
 from ..buffer import ReplayBuffer, ReplaySample, rebuild_balanced
 from ..context import Step, TaskContext
+from ..errors import UsageError
 from ..settings import MEMORY, MEMORY_POLICY, REPLAY_BATCH_SIZE, Setting
 from .base import Strategy, current
 
@@ -38,8 +39,30 @@ class ReplayStrategy(Strategy):
         self.buffer: ReplayBuffer | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
+        self.make_buffer(ctx)
+
+    def make_buffer(self, ctx: TaskContext) -> None:
+        """The memory, made empty at the first task (seeded with the run's seed) and kept after."""
         if self.buffer is None:
             self.buffer = ReplayBuffer(int(self.hparams["memory"]), ctx.device, seed=ctx.seed)
+
+    def check_stream(self, num_classes: int) -> None:
+        """A per-class memory (class-balanced, herding) smaller than the classes leaves some without a sample."""
+        memory, policy = int(self.hparams["memory"]), self.hparams["memory_policy"]
+        if policy != "reservoir" and memory < num_classes:
+            raise UsageError(
+                f"--memory {memory} is smaller than the stream's {num_classes} classes: the {policy} memory "
+                f"would end with no sample of {num_classes - memory} classes; use --memory {num_classes} or more"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": None if self.buffer is None else self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
+        self.buffer = None
+        if state["buffer"] is not None:
+            self.make_buffer(ctx)
+            self.buffer.load_state_dict(state["buffer"])
 
     def replay_size(self, ctx: TaskContext) -> int:
         return int(self.hparams["replay_batch_size"]) or ctx.batch_size
