@@ -29,7 +29,8 @@ class TrainConfig:
     ``eval_future`` evaluates every future task too (task-IL, where the head
     has units for it). ``checkpoint_every`` is a number of steps (``500``) or
     of minutes of training (``10m``) between mid-task checkpoints (``0``: at
-    the end of each task only), when the run has an output folder.
+    the end of each task only), when the run has an output folder. ``sync_bn``: on many processes,
+    BatchNorm normalises with the global batch's statistics (``lifelong_kd.sync_bn``).
     """
 
     epochs: int = 1
@@ -47,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     checkpoint_every: str = "10m"
+    sync_bn: bool = True
 
     def resolved(self, train_images: int) -> tuple[TrainConfig, dict[str, str]]:
         """This config with ``auto`` replaced by what the device does fast, and the reasons."""

@@ -1,0 +1,65 @@
+"""BatchNorm over the global batch of all processes, on CPU (gloo) as on CUDA (``--sync-bn``).
+
+PyTorch's ``nn.SyncBatchNorm`` runs on GPUs only. ``GlobalBatchNorm2d`` is a ``BatchNorm2d`` (same
+parameters, buffers and state-dict keys, so checkpoints move between process counts) whose
+training forward normalises with the statistics of the whole global batch:
+
+    mean_c = sum_{all processes, n, h, w} x / N,   var_c = sum (x - mean_c)^2 / N   (two passes)
+
+with ``N`` the global count of values per channel, and updates the running statistics as
+BatchNorm does (running_var with the unbiased ``var * N / (N - 1)``). The sums are
+all-reduced with ``torch.distributed.nn``'s differentiable all-reduce, whose backward sums the
+gradients of every process: the gradient is the single-process one of the global batch. On one
+process, or in eval mode, it is ``BatchNorm2d``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as distributed_functional
+from torch import nn
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` with the statistics of the global batch across processes (see the module)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        values = x.float()
+        count = torch.tensor([values.numel() / values.shape[1]], device=x.device)
+        totals = distributed_functional.all_reduce(torch.cat([values.sum((0, 2, 3)), count]))
+        n = totals[-1]
+        mean = totals[:-1] / n
+        centered = values - mean[None, :, None, None]
+        var = distributed_functional.all_reduce((centered * centered).sum((0, 2, 3))) / n
+        out = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), n.detach())
+        return out.to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(var * n / (n - 1), momentum)
+
+
+def global_batch_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every ``BatchNorm2d`` replaced, in place, by a ``GlobalBatchNorm2d`` holding the
+    same parameters and statistics."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                            child.track_running_stats)
+            replacement.load_state_dict(child.state_dict())
+            replacement.to(next(iter(child.state_dict().values())).device)
+            replacement.train(child.training)
+            setattr(module, name, replacement)
+        else:
+            global_batch_norm(child)
+    return module
