@@ -2,8 +2,9 @@
 
 1. ``reference``: a Split-CIFAR-10 DER++ run (1,000 images per class, bf16, seed 0, a mid-task
    checkpoint every ``--every`` steps), never interrupted.
-2. ``killed``: the same command, sent SIGKILL from outside ``--kills`` times, each time
-   ``--kill-at`` of the reference's wall time after its process started, and resumed with
+2. ``killed``: the same command, sent SIGKILL from outside during training: each time once
+   its checkpoint shows it has passed step ``--every`` of the next task in ``--kill-tasks``, plus
+   ``--kill-delay`` seconds (mid-epoch, between two checkpoints); then resumed with
    ``lifelong-kd run --resume OUT`` until it finishes. Its matrices must equal the reference's.
 3. ``full``: DER++ on the whole of Split-CIFAR-10 at the default interval (``10m``); its
    results.json records how long each checkpoint took (``timing.checkpoint_seconds``), so the
@@ -38,16 +39,24 @@ def run_to_end(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run_and_kill(argv: list[str], after: float) -> dict:
-    """Start ``lifelong-kd run ARGV``; SIGKILL it ``after`` seconds later (if still running)."""
+def run_and_kill(argv: list[str], out: Path, task: int, step: int, delay: float) -> dict:
+    """Start ``lifelong-kd run ARGV``; SIGKILL it ``delay`` seconds after its checkpoint in OUT shows it
+    training task ``task`` (from 0) at step ``step`` or later."""
     process = subprocess.Popen(command(argv), cwd=REPO)
-    try:
-        process.wait(timeout=after)
-        return {"killed": False, "exit": process.returncode}
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return {"killed": True, "exit": process.returncode, "after_seconds": after}
+    start = time.perf_counter()
+    seen = None
+    while process.poll() is None:
+        stamp = (out / "checkpoint.pt").stat().st_mtime_ns if (out / "checkpoint.pt").is_file() else None
+        position = checkpoint_position(out) if stamp not in (None, seen) else None
+        seen = stamp
+        if position and position["task"] == task and position["stage"] == "train" and position["step"] >= step:
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return {"killed": True, "exit": process.returncode, "after_seconds": time.perf_counter() - start,
+                    "checkpoint_seen": position}
+        time.sleep(0.2)
+    return {"killed": False, "exit": process.returncode}
 
 
 def checkpoint_position(out: Path) -> dict:
@@ -75,8 +84,8 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--every", default="25", help="--checkpoint-every of the reference and killed runs")
-    parser.add_argument("--kills", type=int, default=2)
-    parser.add_argument("--kill-at", type=float, default=0.4, help="fraction of the reference's wall time")
+    parser.add_argument("--kill-tasks", type=int, nargs="+", default=[1, 3], help="tasks (from 0) to kill in")
+    parser.add_argument("--kill-delay", type=float, default=3.0, help="seconds after the checkpoint is seen")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-data run")
     parser.add_argument("--output", default="resume_cifar.json")
     args = parser.parse_args()
@@ -91,9 +100,9 @@ def main() -> None:
         print(f"reference: {wall:.1f} s, class-IL {results['reference']['class_il_final_accuracy']:.2f}")
         kills = []
         argv = [*small, "--out", str(root / "killed")]
-        for _ in range(args.kills):
-            kill = run_and_kill(argv, args.kill_at * wall)
-            kill["checkpoint_position"] = checkpoint_position(root / "killed")
+        for task in args.kill_tasks:
+            kill = run_and_kill(argv, root / "killed", task, int(args.every), args.kill_delay)
+            kill["resumes_from"] = checkpoint_position(root / "killed")
             kills.append(kill)
             print(f"kill: {kill}")
             argv = ["--resume", str(root / "killed"), "--quiet"]
@@ -106,8 +115,9 @@ def main() -> None:
             results["full"] = summary(root / "full", full_wall)
             print(f"full run: {full_wall:.1f} s, {results['full']['checkpoints']} checkpoints, "
                   f"{100 * results['full']['checkpoint_overhead']:.2f} % of the wall time")
-    path = save(args.output, {**origin, "protocol": {"base": base, "per_class": args.per_class, "every": args.every,
-                                                     "kill_at": args.kill_at}, "results": results})
+    protocol = {"base": base, "per_class": args.per_class, "every": args.every, "kill_tasks": args.kill_tasks,
+                "kill_delay": args.kill_delay}
+    path = save(args.output, {**origin, "protocol": protocol, "results": results})
     print(f"-> {path} ({origin['machine']['cpu']})")
 
 
