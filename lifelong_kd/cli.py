@@ -152,13 +152,22 @@ def cmd_run(args: argparse.Namespace, group: Distributed) -> int:
     except NonFiniteLossError as error:
         show(f"{PROG}: stopped: {error} (`{PROG} run --resume {args.out} --lr ...`)", file=sys.stderr)
         return 1
-    except dist.DistError as error:  # another process of the group died
+    except (dist.DistError, RuntimeError) as error:
+        if not (group.active and _collective_failed(error)):
+            raise
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
         print(f"{PROG} [rank {group.rank}]: error: the run's process group failed ({first_line}): "
               f"resume with `{PROG} run --resume {args.out}` (torchrun --max-restarts does it)", file=sys.stderr)
         return 1
     show(report.summary_table(doc, args.out / "results.json"))
     return 0
+
+
+def _collective_failed(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another process of the group stopped."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer"))
 
 
 def _silent(*_: Any, **__: Any) -> None:

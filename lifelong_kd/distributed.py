@@ -55,13 +55,20 @@ class Distributed:
         return group
 
     def join(self, device: str, init_method: str) -> None:
-        """Join the process group (one device per process on CUDA)."""
+        """Join the process group (one device per process on CUDA).
+
+        The group's keys go under a prefix of torchrun's restart count: a group torchrun restarted
+        may meet the same store, and must not read the dead group's addresses from it."""
         if device == "cuda":
             torch.cuda.set_device(self.local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=init_method,
-                                    rank=self.rank, world_size=self.world,
-                                    timeout=timedelta(seconds=TIMEOUT_SECONDS))
+        if dist.is_initialized():
+            return
+        timeout = timedelta(seconds=TIMEOUT_SECONDS)
+        store, _, _ = next(dist.rendezvous(init_method, self.rank, self.world, timeout=timeout))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        backend = "nccl" if device == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.PrefixStore(f"attempt{attempt}", store), rank=self.rank,
+                                world_size=self.world, timeout=timeout)
 
     def leave(self) -> None:
         """Leave the process group (at the end of the run)."""
@@ -79,8 +86,9 @@ class Distributed:
     def step_rows(self, n_current: int, rows: int, device: torch.device) -> torch.Tensor:
         """This process's rows of a step's global batch: its shard of the ``n_current`` current samples,
         then its shard of the replayed ones that follow them (``rows`` in all)."""
-        current = torch.arange(self.rank, n_current, self.world)
-        return torch.cat([current, n_current + torch.arange(self.rank, rows - n_current, self.world)]).to(device)
+        everything = torch.arange(rows)
+        return torch.cat([everything[: n_current][self.shard(n_current)],
+                          everything[n_current:][self.shard(rows - n_current)]]).to(device)
 
     def gather_step_rows(self, local: torch.Tensor, n_current: int, rows: int) -> torch.Tensor:
         """The inverse of ``step_rows``: the global batch's rows, current then replayed, from every shard."""
@@ -97,8 +105,9 @@ class Distributed:
         width = -(-rows // self.world)
         padded = local.new_zeros((width, *local.shape[1:]))
         padded[: len(local)] = local
-        parts = local.new_empty((self.world, width, *local.shape[1:]))
-        dist.all_gather_into_tensor(parts, padded)
+        parts = local.new_empty((self.world * width, *local.shape[1:]))
+        dist.all_gather_single(parts, padded)
+        parts = parts.view(self.world, width, *local.shape[1:])
         merged = local.new_empty((rows, *local.shape[1:]))
         for rank in range(self.world):
             count = len(range(rank, rows, self.world))
@@ -112,6 +121,10 @@ class Distributed:
         total = tensor.clone()
         dist.all_reduce(total)
         return total
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` averaged over the processes."""
+        return self.sum(tensor) / self.world if self.active else tensor
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """Whether ``flag`` holds on any process (one host sync)."""

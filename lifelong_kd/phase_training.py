@@ -125,8 +125,7 @@ def _forward(runner: Runner, phase: Phase) -> nn.Module:
     if not runner.dist.active:
         return forward
     device_ids = [runner.device.index] if runner.device.type == "cuda" else None
-    return DistributedDataParallel(forward, device_ids=device_ids, find_unused_parameters=True,
-                                   broadcast_buffers=not runner.config.sync_bn)
+    return DistributedDataParallel(forward, device_ids=device_ids, forward_sync_buffers=not runner.config.sync_bn)
 
 
 def train_step(

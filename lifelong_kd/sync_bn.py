@@ -8,7 +8,7 @@ training forward normalises with the statistics of the whole global batch:
 
 with ``N`` the global count of values per channel, and updates the running statistics as
 BatchNorm does (running_var with the unbiased ``var * N / (N - 1)``). The sums are
-all-reduced with ``torch.distributed.nn``'s differentiable all-reduce, whose backward sums the
+all-reduced with a differentiable all-reduce (``all_reduce_sum``), whose backward sums the
 gradients of every process: the gradient is the single-process one of the global batch. On one
 process, or in eval mode, it is ``BatchNorm2d``.
 """
@@ -17,8 +17,30 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as distributed_functional
 from torch import nn
+
+
+class AllReduceSum(torch.autograd.Function):
+    """y = sum over the processes of x, on every process. Each process's loss depends on y, so the
+    gradient of the total loss with respect to a process's x is the sum of the processes' gradients
+    with respect to y: the backward is the same all-reduce."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``AllReduceSum``: the sum over the processes, differentiable."""
+    return AllReduceSum.apply(tensor)
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -29,11 +51,11 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         values = x.float()
         count = torch.tensor([values.numel() / values.shape[1]], device=x.device)
-        totals = distributed_functional.all_reduce(torch.cat([values.sum((0, 2, 3)), count]))
+        totals = all_reduce_sum(torch.cat([values.sum((0, 2, 3)), count]))
         n = totals[-1]
         mean = totals[:-1] / n
         centered = values - mean[None, :, None, None]
-        var = distributed_functional.all_reduce((centered * centered).sum((0, 2, 3))) / n
+        var = all_reduce_sum((centered * centered).sum((0, 2, 3))) / n
         out = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 STRATEGIES = {"finetune": {"lr": 0.05}, "lwf": {"lr": 0.05}, "derpp": {"lr": 0.05, "memory": 40},
               "icarl": {"lr": 0.05, "memory": 24}}
 # 2 processes against 1 after 3 tasks (~30 SGD steps): float32 sums in another order (BatchNorm's over
-# two shards, the gradient's average over two processes) move the weights by at most this
-PARAMETER_TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}
+# two shards, the gradient's average over two processes) moved no weight by more than 2.4e-7 here
+PARAMETER_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def in_group(world: int, work: Callable[[Distributed], dict], folder: Path) -> list[dict]:
@@ -48,6 +49,8 @@ def in_group(world: int, work: Callable[[Distributed], dict], folder: Path) -> l
                 torch.save(work(group), folder / f"rank{rank}.pt")
                 group.leave()
                 code = 0
+            except BaseException:
+                traceback.print_exc()
             finally:
                 os._exit(code)
         pids.append(pid)
@@ -136,7 +139,7 @@ def torchrun(argv: list[str], restarts: int = 0, kill_rank1_at: str | None = Non
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "--max-restarts", str(restarts), "-m", "lifelong_kd", *argv]
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     return done.returncode, time.perf_counter() - start, done.stderr
 
 
