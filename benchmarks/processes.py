@@ -51,13 +51,15 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads in all, split among processes")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="auto", help="--amp of the runs (auto: bf16 where the CPU has it)")
+    parser.add_argument("--flags", nargs="*", default=[], help="more flags for every run (e.g. --no-sync-bn)")
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--output", default="processes.json")
     args = parser.parse_args()
     origin = provenance()
     argv = ["--benchmark", "split-cifar10", "--data-root", str(args.data_root), "--strategy", "derpp",
             "--max-train-per-class", str(args.per_class), "--epochs", "1", "--seed", "0", "--device", args.device,
-            "--quiet"]
+            "--amp", args.amp, "--quiet", *args.flags]
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for processes in args.processes:

@@ -23,7 +23,8 @@ _passed: Counter[str] = Counter()
 def kill_point(name: str) -> None:
     """SIGKILL this process if ``LIFELONG_KD_KILL_AT`` names this pass of point ``name``."""
     spec = os.environ.get(ENV)
-    if not spec or os.environ.get("RANK", "0") != os.environ.get(RANK_ENV, os.environ.get("RANK", "0")):
+    rank = os.environ.get(RANK_ENV)
+    if not spec or (rank is not None and rank != os.environ.get("RANK", "0")):
         return
     if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":  # a fault strikes the first attempt only
         return

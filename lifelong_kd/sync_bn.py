@@ -4,9 +4,10 @@ PyTorch's ``nn.SyncBatchNorm`` runs on GPUs only. ``GlobalBatchNorm2d`` is a ``B
 parameters, buffers and state-dict keys, so checkpoints move between process counts) whose
 training forward normalises with the statistics of the whole global batch:
 
-    mean_c = sum_{all processes, n, h, w} x / N,   var_c = sum (x - mean_c)^2 / N   (two passes)
+    mean_c = sum_{all processes, n, h, w} x / N,   var_c = sum x^2 / N - mean_c^2
 
-with ``N`` the global count of values per channel, and updates the running statistics as
+with ``N`` the global count of values per channel (the three sums in one all-reduce, so a layer
+synchronises the processes once forward and once backward), and updates the running statistics as
 BatchNorm does (running_var with the unbiased ``var * N / (N - 1)``). The sums are
 all-reduced with a differentiable all-reduce (``all_reduce_sum``), whose backward sums the
 gradients of every process: the gradient is the single-process one of the global batch. On one
@@ -50,13 +51,13 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         values = x.float()
-        count = torch.tensor([values.numel() / values.shape[1]], device=x.device)
-        totals = all_reduce_sum(torch.cat([values.sum((0, 2, 3)), count]))
+        channels = values.shape[1]
+        count = torch.tensor([values.numel() / channels], device=x.device)
+        totals = all_reduce_sum(torch.cat([values.sum((0, 2, 3)), (values * values).sum((0, 2, 3)), count]))
         n = totals[-1]
-        mean = totals[:-1] / n
-        centered = values - mean[None, :, None, None]
-        var = all_reduce_sum((centered * centered).sum((0, 2, 3))) / n
-        out = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
+        mean = totals[:channels] / n
+        var = (totals[channels:-1] / n - mean * mean).clamp(min=0.0)
+        out = (values - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         if self.track_running_stats:

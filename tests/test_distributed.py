@@ -147,12 +147,22 @@ def status(out: Path) -> str:
     return json.loads((out / "results.json").read_text())["status"]
 
 
-def test_a_killed_rank_stops_the_group_and_resume_finishes_the_run(tmp_path):
+@pytest.mark.parametrize("resume_on", [2, 1])
+def test_a_killed_rank_stops_the_group_and_resume_finishes_the_run(tmp_path, resume_on):
+    """The group stops within a minute with one line from the survivor; the run resumes on 2 processes,
+    or on 1 (the checkpoint holds the global state, never a process's share)."""
     out = tmp_path / "run"
     code, seconds, err = torchrun([*DIGITS, "--out", str(out)], kill_rank1_at="step:10")
     assert code != 0 and seconds < 60, err
+    assert "lifelong-kd [rank 0]: error: the run's process group failed" in err
     assert status(out) == "running"
-    code, _, err = torchrun(["run", "--resume", str(out), "--quiet"])
+    resume = ["run", "--resume", str(out), "--quiet"]
+    if resume_on == 2:
+        code, _, err = torchrun(resume)
+    else:
+        done = subprocess.run([sys.executable, "-m", "lifelong_kd", *resume], capture_output=True, text=True,
+                              timeout=120)
+        code, err = done.returncode, done.stderr
     assert code == 0 and status(out) == "completed", err
 
 
