@@ -20,7 +20,7 @@ from .loop_state import RunInterrupted, clear_stop_requests
 from .models import HEADS, MODELS
 from .outdir import check_output_dir
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
-from .run_command import PROG, execute_run, resolve_device, run_arguments, run_seeds
+from .run_command import PROG, execute_run, run_arguments, run_device, run_seeds
 from .runner import HeadLayoutWarning
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             if args.command != "run":
                 return args.func(args)
-            group = Distributed.from_environment(resolve_device(args.device))  # torchrun's group, if any
+            group = Distributed.from_environment(run_device(args))  # torchrun's group, if any
             if not group.main:
                 warnings.simplefilter("ignore")  # rank 0 shows them
             return cmd_run(run_arguments(args, given_options(argv), group), group)

@@ -106,7 +106,7 @@ class Distributed:
         padded = local.new_zeros((width, *local.shape[1:]))
         padded[: len(local)] = local
         parts = local.new_empty((self.world * width, *local.shape[1:]))
-        dist.all_gather_single(parts, padded)
+        getattr(dist, "all_gather_single", dist.all_gather_into_tensor)(parts, padded)  # the new name, if known
         parts = parts.view(self.world, width, *local.shape[1:])
         merged = local.new_empty((rows, *local.shape[1:]))
         for rank in range(self.world):
@@ -128,9 +128,13 @@ class Distributed:
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """Whether ``flag`` holds on any process (one host sync)."""
+        return self.any_of([flag], device)[0]
+
+    def any_of(self, flags: list[bool], device: torch.device) -> list[bool]:
+        """For each flag, whether it holds on any process (one all-reduce, one host sync)."""
         if not self.active:
-            return flag
-        return bool(self.sum(torch.tensor([int(flag)], device=device)).item())
+            return flags
+        return [bool(count) for count in self.sum(torch.tensor([int(flag) for flag in flags], device=device)).tolist()]
 
     def check_same(self, state: Any, what: str, device: torch.device) -> str:
         """The hash of ``state`` (tensors in plain containers); ``RuntimeError`` when it differs between

@@ -57,8 +57,10 @@ def accuracy_row(
         counts: dict[str, torch.Tensor] = {}
         x_all, y_all = test_sets[task.index]
         total = len(y_all)
+        if total == 0:
+            continue
         x_all, y_all = x_all[dist.shard(total)], y_all[dist.shard(total)]
-        for begin in range(0, len(y_all), batch_size):
+        for begin in range(0, max(len(y_all), 1), batch_size):  # an empty shard still counts its zeros
             y = y_all[begin : begin + batch_size]
             with autocast():
                 features = model.features(normalise(x_all[begin : begin + batch_size]))
@@ -72,7 +74,7 @@ def accuracy_row(
                 if high <= score.shape[1]:
                     task_hits = (score[:, low:high].argmax(1) + low == y).sum()
                     counts[f"{prefix}task_il"] = counts.get(f"{prefix}task_il", 0) + task_hits
-        names = sorted(counts)
+        names = list(counts)  # the same order on every process
         summed = dist.sum(torch.stack([torch.as_tensor(counts[name], device=y_all.device) for name in names]))
         for name, count in zip(names, summed.tolist()):
             row = rows.setdefault(name, [None] * len(stream))

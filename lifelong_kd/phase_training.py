@@ -5,13 +5,15 @@ A step builds the *global* batch, the same on every process: the current samples
 permutation, the strategy's replay sample, their augmentation, all drawn from the run's seeded
 generator. A process forwards its shard (``Distributed.shard``, every sample on one process),
 ``DistributedDataParallel`` averages the gradients, and the strategy's ``after_step`` (the
-memory's update) sees the global batch, with the logits each process computed gathered back.
+memory's update) sees the global batch, with the logits each process computed gathered back
+(not the features: no memory update reads them).
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager, nullcontext
+from inspect import signature
 from typing import TYPE_CHECKING
 
 import torch
@@ -95,21 +97,21 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
             for step_index in range(position.step, len(batches)):
                 begin = batches[step_index]
                 index = order[begin : begin + cfg.batch_size]
-                if not too_small_to_step(len(index), cfg.batch_size, first=begin == 0):
+                if not too_small_to_step(len(index), cfg.batch_size, begin == 0, runner.dist.world):
                     value = train_step(runner, ctx, phase, forward, optimizer, x_all[index], y_all[index])
                     running += value.detach()
                     pending += 1
                     images += len(index)
                 bar.update(len(index))
                 if pending == cfg.log_every:
-                    show_mean_loss(bar, running, pending, ctx.task.index, epoch)
+                    show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
                     running.zero_()
                     pending = 0
                 position.step = step_index + 1
                 kill_point("step")
-                runner.checkpoint_if_due(optimizer, scheduler, order)
+                runner.checkpoint_if_due(optimizer, scheduler, order, epoch_end=step_index == len(batches) - 1)
             if pending:
-                show_mean_loss(bar, running, pending, ctx.task.index, epoch)
+                show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
         scheduler.step()
         order = None
         position.step = 0
@@ -125,7 +127,10 @@ def _forward(runner: Runner, phase: Phase) -> nn.Module:
     if not runner.dist.active:
         return forward
     device_ids = [runner.device.index] if runner.device.type == "cuda" else None
-    return DistributedDataParallel(forward, device_ids=device_ids, forward_sync_buffers=not runner.config.sync_bn)
+    sync_buffers = not runner.config.sync_bn  # with global BatchNorm every process has the same statistics
+    named = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else (
+        "broadcast_buffers")  # the older torch's name
+    return DistributedDataParallel(forward, device_ids=device_ids, **{named: sync_buffers})
 
 
 def train_step(
@@ -140,8 +145,10 @@ def train_step(
     if replay is not None:
         raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
     x = runner.augment.train(raw, runner.generator)
-    whole = Step(raw, x, y, n, torch.empty(0), torch.empty(0), replay)
+    whole = Step(raw, x, y, n, torch.empty(0), torch.empty(0), replay)  # its features are not gathered
     step = _local(runner.dist, whole)
+    if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
+        runner.warn_uneven(n, len(y) - n)
     step.features, step.logits = forward(step.x)
     loss_fn = strategy.loss if phase.main else phase.loss
     value = loss_fn(ctx, step)
@@ -154,7 +161,6 @@ def train_step(
     optimizer.step()
     if phase.main:
         if step is not whole:  # the memory sees the global batch: every process's logits, in order
-            whole.features = runner.dist.gather_step_rows(step.features.detach(), n, len(y))
             whole.logits = runner.dist.gather_step_rows(step.logits.detach(), n, len(y))
         strategy.after_step(ctx, whole)
     return value

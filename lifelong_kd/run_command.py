@@ -166,18 +166,29 @@ def run_arguments(args: argparse.Namespace, given: set[str], group: Distributed)
     """The settings of a ``run`` command: ``args``; with ``--resume``, or in a group torchrun restarted
     after a failure (``TORCHELASTIC_RESTART_COUNT``), the checkpoint's (``resume_arguments``). First,
     rank 0 finishes a replacement (``--overwrite``) a kill cut short."""
-    folder = args.resume or args.out
+    folder, note = args.resume or args.out, None
     if folder is not None and group.main:
         note = recover_replacement(folder)
         if note is not None:
             warnings.warn(note, UserWarning, stacklevel=2)
     group.barrier()
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    if args.resume is None and restarts and args.out is not None and _any_checkpoint(args.out):
+    put_back = group.any(folder is not None and group.main and note is not None, torch.device("cpu"))
+    if args.resume is None and restarts and not put_back and args.out is not None and _any_checkpoint(args.out):
         if group.main:
             print(f"{PROG}: restarted by torchrun (restart {restarts}): resuming {args.out}", file=sys.stderr)
         args.resume = args.out
     return args if args.resume is None else resume_arguments(args, given)
+
+
+def run_device(args: argparse.Namespace) -> str:
+    """The device a ``run`` command trains on, known before its settings are resolved (the process group's
+    backend depends on it): ``--device``, or with ``--resume`` the device the run was started with."""
+    if args.resume is not None and _any_checkpoint(args.resume):
+        folder = args.resume if _has_checkpoint(args.resume) else next(
+            seed for seed in sorted(args.resume.glob("seed_*")) if _has_checkpoint(seed))
+        return resolve_device(_saved_arguments(folder).get("device", args.device))
+    return resolve_device(args.device)
 
 
 def _any_checkpoint(out: Path) -> bool:

@@ -63,6 +63,10 @@ class HeadLayoutWarning(UserWarning):
     """The model's head layout is known to break the strategy (``Strategy.broken_heads``)."""
 
 
+class ShardWarning(UserWarning):
+    """A step's samples did not split evenly over the processes."""
+
+
 class Runner:
     """Train ``model`` with ``strategy`` on every task of ``stream`` in turn.
 
@@ -142,6 +146,7 @@ class Runner:
         self.resume_state: dict[str, Any] | None = None
         self._begun = False
         self._stop_signal: int | None = None
+        self._uneven_warned = False
         self.state_hashes: list[str] = []  # the strategy's state after each task, checked equal on every process
         self._since_checkpoint = (0, time.perf_counter())
 
@@ -191,7 +196,8 @@ class Runner:
                     if self.out_dir is not None and self.dist.main:
                         rewind_to_task_start(self.out_dir)
                     raise
-                if self._stop_signal is not None and task.index < len(self.stream) - 1:
+                stop = self.dist.any(self._stop_signal is not None, self.device)  # every process stops here
+                if stop and task.index < len(self.stream) - 1:
                     self.stop()  # the task's checkpoint is written
             self.resume_state = None
             return doc
@@ -265,14 +271,24 @@ class Runner:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint_if_due(self, optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Tensor) -> None:
-        """Write a mid-phase checkpoint when the interval has passed, or stop on a signal."""
+    def checkpoint_if_due(self, optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Tensor,
+                          epoch_end: bool) -> None:
+        """Write a mid-phase checkpoint when the interval has passed, or stop on a signal.
+
+        On many processes they decide together, every ``log_every`` steps and at the end of each
+        epoch (one all-reduce): a stop when any was asked to, a checkpoint when any found it due,
+        so all of them checkpoint, check their weights and stop after the same step."""
         steps, since = self._since_checkpoint
         self._since_checkpoint = (steps + 1, since)
-        if self.stop_agreed():
+        stop, due = self._stop_signal is not None, self.interval.due(steps + 1, time.perf_counter() - since)
+        if self.dist.active:
+            if not (epoch_end or self.position.step % self.config.log_every == 0):
+                return
+            stop, due = self.dist.any_of([stop, due], self.device)
+        if stop:
             self.checkpoint(optimizer, scheduler, order)
             self.stop()
-        if self.interval.due(steps + 1, time.perf_counter() - since):
+        if due:
             self.checkpoint(optimizer, scheduler, order)
 
     def checkpoint(
@@ -296,13 +312,18 @@ class Runner:
         restore(self, state)
         self.resume_state = state
 
-    def stop_agreed(self) -> bool:
-        """Whether to stop now: a signal arrived (on many processes: on any of them, asked every
-        ``log_every`` steps of the epoch, so that all stop after the same step)."""
-        if not self.dist.active:
-            return self._stop_signal is not None
-        asked = self.position.step % self.config.log_every == 0
-        return asked and self.dist.any(self._stop_signal is not None, self.device)
+    def warn_uneven(self, current: int, replayed: int) -> None:
+        """Say once, and record in results.json, that a step's rows did not split evenly over the processes."""
+        if self._uneven_warned:
+            return
+        self._uneven_warned = True
+        message = (f"a step of {current} current and {replayed} replayed samples does not split evenly over "
+                   f"{self.dist.world} processes (the replayed ones in twice as many parts, for DER++'s halves; "
+                   f"{self.position.describe()}): each process's loss is the mean over its shard and the shards "
+                   "weigh equally, so such steps differ slightly from one process's")
+        self.run_config["warnings"].append(message)
+        if self.dist.main:
+            warnings.warn(message, ShardWarning, stacklevel=2)
 
     def request_stop(self, signal_number: int) -> None:
         """Stop after the current step, with a checkpoint (SIGINT, SIGTERM)."""

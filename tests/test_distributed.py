@@ -89,7 +89,9 @@ def test_two_processes_train_as_one_with_the_global_batch(runs, strategy):
     for name, value in one["parameters"].items():
         assert torch.equal(rank0["parameters"][name], rank1["parameters"][name]), name  # DDP: the same update
         assert torch.allclose(rank0["parameters"][name], value, **PARAMETER_TOLERANCE), name
+    assert one["matrices"].keys() == rank0["matrices"].keys()
     for setting, matrix in one["matrices"].items():
+        assert len(matrix) == len(rank0["matrices"][setting]) == 3
         for row, row_two in zip(matrix, rank0["matrices"][setting]):
             assert all(a is None and b is None or abs(a - b) <= 1.0 for a, b in zip(row, row_two)), setting
 
@@ -101,10 +103,26 @@ def test_the_memory_is_one_on_every_process_after_every_task(runs, strategy):
     for key in ("x", "y", "logits", "seen"):
         assert (rank0["memory"][key] is None and rank1["memory"][key] is None) or (
             torch.equal(torch.as_tensor(rank0["memory"][key]), torch.as_tensor(rank1["memory"][key]))), key
-    if strategy == "derpp":  # the reservoir saw the same global batches as on one process
-        assert torch.equal(rank0["memory"]["x"], one["memory"]["x"])
-        assert rank0["memory"]["seen"] == one["memory"]["seen"]
+    # the same samples as on one process: the reservoir saw the same global batches; herding ranked the
+    # features the processes computed for their shards, gathered back in order
+    for key in ("x", "y"):
+        assert torch.equal(rank0["memory"][key], one["memory"][key]), key
+    assert rank0["memory"]["seen"] == one["memory"]["seen"]
+    if strategy == "derpp":
         assert torch.allclose(rank0["memory"]["logits"], one["memory"]["logits"], **PARAMETER_TOLERANCE)
+
+
+def train_odd_batches(group: Distributed) -> dict:
+    """finetune with batches of 15 (shards of 8 and 7): the run says so in results.json."""
+    stream = make_tiny_stream()
+    runner = Runner(tiny_model(stream), build_strategy("finetune", lr=0.05), stream, tiny_config(batch_size=15),
+                    progress=False, dist=group)
+    return {"warnings": runner.run()["config"]["warnings"]}
+
+
+def test_steps_that_do_not_split_evenly_are_recorded(tmp_path):
+    warned = in_group(2, train_odd_batches, tmp_path)[0]["warnings"]
+    assert len(warned) == 1 and "a step of 15 current and 0 replayed samples does not split evenly" in warned[0]
 
 
 def evaluate_untrained(group: Distributed) -> dict:
