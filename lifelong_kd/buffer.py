@@ -36,6 +36,10 @@ class ReplaySample:
     def __len__(self) -> int:
         return len(self.y)
 
+    def rows(self, selected: slice | torch.Tensor) -> ReplaySample:
+        """The samples at ``selected`` (one process's shard of a replay batch)."""
+        return ReplaySample(self.x[selected], self.y[selected], self.index[selected])
+
 
 class ReplayBuffer:
     """At most ``capacity`` samples: images (uint8 in our runner; any dtype, as first

@@ -9,15 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from . import report
 from .checkpoint import CheckpointWarning
 from .datasets import BENCHMARKS
+from .distributed import Distributed
 from .errors import UsageError
 from .loop_state import RunInterrupted, clear_stop_requests
 from .models import HEADS, MODELS
-from .outdir import check_output_dir, recover_replacement
+from .outdir import check_output_dir
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
-from .run_command import PROG, execute_run, resume_arguments, run_seeds
+from .run_command import PROG, execute_run, run_arguments, run_device, run_seeds
 from .runner import HeadLayoutWarning
 from .settings import add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
@@ -115,6 +118,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     system.add_argument("--compile", choices=list(COMPILE_CHOICES), default=TrainConfig.compile,
                         help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
                         f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
+    system.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=TrainConfig.sync_bn,
+                        help="under torchrun: BatchNorm statistics over the global batch of all processes, "
+                        "so that N processes train as one (see the README)")
     system.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
     system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     system.add_argument("--resume", type=Path, metavar="OUT",
@@ -128,24 +134,44 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, group: Distributed) -> int:
+    """Train (``run_command``); rank 0 alone prints, on many processes."""
     clear_stop_requests()
     if args.out is None:
         raise UsageError("run needs --out OUT (a new run) or --resume OUT (continue one)")
+    show = print if group.main else _silent
     try:
         if args.seeds:
-            print(report.compare_table(run_seeds(args)))
-            print(f"aggregate -> {args.out / 'aggregate.json'}")
+            show(report.compare_table(run_seeds(args, group)))
+            show(f"aggregate -> {args.out / 'aggregate.json'}")
             return 0
-        doc = execute_run(args)
+        doc = execute_run(args, group=group)
     except RunInterrupted as error:
-        print(f"{PROG}: {error}: resume with `{PROG} run --resume {args.out}`", file=sys.stderr)
+        show(f"{PROG}: {error}: resume with `{PROG} run --resume {args.out}`", file=sys.stderr)
         return 128 + error.signal_number
     except NonFiniteLossError as error:
-        print(f"{PROG}: stopped: {error} (`{PROG} run --resume {args.out} --lr ...`)", file=sys.stderr)
+        show(f"{PROG}: stopped: {error} (`{PROG} run --resume {args.out} --lr ...`)", file=sys.stderr)
         return 1
-    print(report.summary_table(doc, args.out / "results.json"))
+    except (dist.DistError, RuntimeError) as error:
+        if not (group.active and _collective_failed(error)):
+            raise
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        print(f"{PROG} [rank {group.rank}]: error: the run's process group failed ({first_line}): "
+              f"resume with `{PROG} run --resume {args.out}` (torchrun --max-restarts does it)", file=sys.stderr)
+        return 1
+    show(report.summary_table(doc, args.out / "results.json"))
     return 0
+
+
+def _collective_failed(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another process of the group stopped."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer"))
+
+
+def _silent(*_: Any, **__: Any) -> None:
+    """``print`` on every process of a group but rank 0."""
 
 
 DEMO_STRATEGIES = ("finetune", "lwf")
@@ -263,27 +289,29 @@ def given_options(argv: Sequence[str]) -> set[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    group = Distributed()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", HeadLayoutWarning)
             warnings.simplefilter("always", CheckpointWarning)
             warnings.showwarning = _show_warning
-            if args.command == "run" and (args.resume or args.out) is not None:
-                note = recover_replacement(args.resume or args.out)
-                if note is not None:
-                    _show_warning(note)
-            if getattr(args, "resume", None) is not None:
-                args = resume_arguments(args, given_options(argv))
-            return args.func(args)
+            if args.command != "run":
+                return args.func(args)
+            group = Distributed.from_environment(run_device(args))  # torchrun's group, if any
+            if not group.main:
+                warnings.simplefilter("ignore")  # rank 0 shows them
+            return cmd_run(run_arguments(args, given_options(argv), group), group)
     except KeyboardInterrupt:  # before the run's own handler is set (loading data) or after it
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}{'' if group.main else f' [rank {group.rank}]'}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:
         print(f"{PROG}: stopped: {error}", file=sys.stderr)
         return 1
+    finally:
+        group.leave()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from torch import nn
 
 from .buffer import ReplaySample
 from .data import Task, TaskStream
+from .distributed import Distributed
 from .models import ContinualModel
 
 
@@ -41,7 +42,8 @@ class TaskContext:
     the previous task (None during the first). ``teacher_backbone``, when given,
     is the teacher's backbone as the runner calls it (compiled with
     ``--compile``). ``eval_autocast`` is the evaluation precision's
-    autocast, used for the features of ``features_of`` (herding, class means).
+    autocast, used for the features of ``features_of`` (herding, class means). ``dist``: this process's
+    place among the run's processes (``lifelong_kd.distributed``).
     """
 
     task: Task
@@ -57,6 +59,7 @@ class TaskContext:
     normalise: Callable[[torch.Tensor], torch.Tensor]
     teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
     eval_autocast: Callable[[], AbstractContextManager] | None = None
+    dist: Distributed = field(default_factory=Distributed)
     _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
 
     @property
@@ -64,15 +67,16 @@ class TaskContext:
         return self.stream.tasks[: self.task.index + 1]
 
     def features_of(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """The model's features of uint8 ``images`` (no augmentation), in eval mode, as float32."""
+        """The model's features of uint8 ``images`` (no augmentation), in eval mode, as float32. On many
+        processes each computes its shard and the features are gathered: the same on every process."""
         was_training = self.model.training
         self.model.eval()
-        chunks = []
+        chunks = [torch.empty(0, self.model.head.in_features, device=self.device)]
         with torch.inference_mode(), (self.eval_autocast or self.autocast)():
-            for chunk in images.split(batch_size):
+            for chunk in images[self.dist.shard(len(images))].split(batch_size):
                 chunks.append(self.model.features(self.normalise(chunk.to(self.device))).float())
         self.model.train(was_training)
-        return torch.cat(chunks).clone()
+        return self.dist.gather_rows(torch.cat(chunks).clone(), len(images))
 
     def teacher_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's (features, logits) for batch ``x``: one forward per batch, no grad.

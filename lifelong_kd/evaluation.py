@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 import torch
 
 from .data import TaskStream
+from .distributed import Distributed
 from .models import ContinualModel
 
 Scores = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -37,13 +38,16 @@ def accuracy_row(
     normalise: Callable[[torch.Tensor], torch.Tensor],
     autocast: Callable[[], AbstractContextManager],
     batch_size: int,
+    dist: Distributed | None = None,
 ) -> dict[str, list[float | None]]:
     """Accuracy (percent) on the test set of every task in ``evaluated``, ``None`` elsewhere.
 
     Returns ``class_il`` and ``task_il`` for the linear head and
     ``<name>_class_il`` / ``<name>_task_il`` for each of ``extra_scores``
-    (e.g. iCaRL's nearest mean of exemplars, ``nme``).
+    (e.g. iCaRL's nearest mean of exemplars, ``nme``). On many processes (``dist``) each counts the
+    correct answers on its shard of every test set, and the counts are summed.
     """
+    dist = dist or Distributed()
     model.eval()
     rows: dict[str, list[float | None]] = {}
     for task in stream:
@@ -52,7 +56,11 @@ def accuracy_row(
         low, high = task.classes[0], task.classes[-1] + 1
         counts: dict[str, torch.Tensor] = {}
         x_all, y_all = test_sets[task.index]
-        for begin in range(0, len(y_all), batch_size):
+        total = len(y_all)
+        if total == 0:
+            continue
+        x_all, y_all = x_all[dist.shard(total)], y_all[dist.shard(total)]
+        for begin in range(0, max(len(y_all), 1), batch_size):  # an empty shard still counts its zeros
             y = y_all[begin : begin + batch_size]
             with autocast():
                 features = model.features(normalise(x_all[begin : begin + batch_size]))
@@ -66,9 +74,11 @@ def accuracy_row(
                 if high <= score.shape[1]:
                     task_hits = (score[:, low:high].argmax(1) + low == y).sum()
                     counts[f"{prefix}task_il"] = counts.get(f"{prefix}task_il", 0) + task_hits
-        for name, count in counts.items():
+        names = list(counts)  # the same order on every process
+        summed = dist.sum(torch.stack([torch.as_tensor(counts[name], device=y_all.device) for name in names]))
+        for name, count in zip(names, summed.tolist()):
             row = rows.setdefault(name, [None] * len(stream))
-            row[task.index] = 100.0 * float(count) / len(y_all)
+            row[task.index] = 100.0 * count / total
     return rows
 
 

@@ -42,7 +42,8 @@ def mse_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
 
 
 def masked_mse_distillation(
-    student_logits: torch.Tensor, stored_logits: torch.Tensor, stored_units: torch.Tensor
+    student_logits: torch.Tensor, stored_logits: torch.Tensor, stored_units: torch.Tensor,
+    compared: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DER's logit replay with a growing head (Buzzega et al. 2020, Eq. 6).
 
@@ -50,11 +51,15 @@ def masked_mse_distillation(
     when it was stored; only those are compared:
 
         L = sum_{i, k < u_i} (s_ik - z_ik)^2 / sum_i u_i
+
+    ``compared`` replaces the denominator sum_i u_i: on many processes, the global batch's count
+    divided by the number of processes, so that the average of the processes' losses is the
+    global batch's (``Distributed.mean``).
     """
     width = stored_logits.shape[1]
     mask = torch.arange(width, device=stored_units.device) < stored_units.unsqueeze(1)
     squared = (student_logits[:, :width].float() - stored_logits.float()).pow(2) * mask
-    return squared.sum() / mask.sum().clamp(min=1)
+    return squared.sum() / (mask.sum() if compared is None else compared).clamp(min=1)
 
 
 def sigmoid_distillation(

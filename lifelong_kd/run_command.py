@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,12 @@ import torch
 from . import report
 from .checkpoint import CHECKPOINT, PREVIOUS, CheckpointWarning, load_checkpoint
 from .data import make_stream
+from .distributed import Distributed
 from .errors import UsageError
 from .loop_state import RunInterrupted, pending_stop
 from .models import build_model
 from .options import FeatureDistillation, Option, WeightAligning
-from .outdir import check_output_dir, replacing
+from .outdir import check_output_dir, recover_replacement, replacing
 from .results import atomic_write_text
 from .resume import plain_arguments, resumed_arguments
 from .runner import Runner
@@ -33,7 +36,8 @@ from .training import TrainConfig, seed_everything
 PROG = "lifelong-kd"
 
 
-def _resolve_device(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """``--device``: ``auto`` is ``cuda`` where a GPU is visible; ``cuda`` without one is refused."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -48,10 +52,12 @@ def strategy_from_args(args: argparse.Namespace) -> Strategy:
     return cls(**given)
 
 
-def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
+def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distributed | None = None) -> Runner:
     """Validate everything, then build the stream, model and runner (nothing trained yet).
 
-    ``resuming``: ``args.out`` holds the run's checkpoint, which the caller loads next."""
+    ``resuming``: ``args.out`` holds the run's checkpoint, which the caller loads next. ``group``:
+    this process's place among the run's processes (``torchrun``)."""
+    group = group or Distributed()
     if not resuming:
         check_output_dir(args.out, args.overwrite)
     if args.schedule == "multistep" and not args.milestones:
@@ -66,7 +72,7 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
     options: list[Option] = [WeightAligning()] if args.wa else []
     if args.feature_kd == "lucir":
         options.append(FeatureDistillation(args.feature_kd_weight))
-    device = _resolve_device(args.device)
+    device = group.device(resolve_device(args.device))
     seed = 0 if args.seed is None else args.seed
     stream = make_stream(
         args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
@@ -80,7 +86,7 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
         device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, sync_bn=args.sync_bn,
     )
     run_config = {
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
@@ -90,31 +96,35 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False) -> Runner:
     }
     return Runner(
         model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
-        progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)},
+        progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)}, dist=group,
     )
 
 
-def execute_run(args: argparse.Namespace, replace: Path | None = None) -> dict[str, Any]:
+def execute_run(args: argparse.Namespace, replace: Path | None = None, group: Distributed | None = None,
+                ) -> dict[str, Any]:
     """``prepare_run``, then train; returns the results document. With ``args.resume`` it continues
     the run in that folder from its checkpoint instead.
 
     A new run replaces the old one in ``replace`` (default ``args.out``; a ``--seeds`` group's
     folder for its first seed) only once it has written its first checkpoint (``outdir.replacing``).
+    On many processes (``group``) rank 0 alone writes, once every process has checked the folder.
     """
+    group = group or Distributed()
     if args.resume is None:
-        runner = prepare_run(args)
-        with replacing(replace or args.out):
+        runner = prepare_run(args, group=group)
+        group.barrier()
+        with replacing(replace or args.out) if group.main else nullcontext():
             runner.begin()
         return runner.run()
     state, notes = load_checkpoint(args.out)
     for note in notes:
         warnings.warn(note, CheckpointWarning, stacklevel=2)
-    runner = prepare_run(args, resuming=True)
+    runner = prepare_run(args, resuming=True, group=group)
     runner.resume_from(state)
     return runner.run()
 
 
-def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_seeds(args: argparse.Namespace, group: Distributed | None = None) -> list[dict[str, Any]]:
     """``execute_run`` once per seed of ``--seeds`` into OUT/seed_N/; OUT/aggregate.json
     (``report.aggregate``) is rewritten after each seed, so it covers the seeds finished. Resuming,
     a finished seed is read back, an interrupted one resumed and the others started."""
@@ -133,9 +143,10 @@ def run_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.resume is not None and _has_checkpoint(seed_out):
             seed_args.resume = seed_out
         first = args.resume is None and not docs  # it replaces the whole old group, stale seeds included
-        docs.append(execute_run(seed_args, args.out if first else None))
-        print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
-        atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
+        docs.append(execute_run(seed_args, args.out if first else None, group))
+        if group is None or group.main:
+            print(report.summary_table(docs[-1], seed_out / "results.json"), end="\n\n")
+            atomic_write_text(args.out / "aggregate.json", json.dumps(report.aggregate(docs), indent=2) + "\n")
     return docs
 
 
@@ -149,6 +160,39 @@ def _failed(folder: Path) -> bool:
         return str(json.loads((folder / "results.json").read_text()).get("status", "")).startswith("failed")
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def run_arguments(args: argparse.Namespace, given: set[str], group: Distributed) -> argparse.Namespace:
+    """The settings of a ``run`` command: ``args``; with ``--resume``, or in a group torchrun restarted
+    after a failure (``TORCHELASTIC_RESTART_COUNT``), the checkpoint's (``resume_arguments``). First,
+    rank 0 finishes a replacement (``--overwrite``) a kill cut short."""
+    folder, note = args.resume or args.out, None
+    if folder is not None and group.main:
+        note = recover_replacement(folder)
+        if note is not None:
+            warnings.warn(note, UserWarning, stacklevel=2)
+    group.barrier()
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    put_back = group.any(folder is not None and group.main and note is not None, torch.device("cpu"))
+    if args.resume is None and restarts and not put_back and args.out is not None and _any_checkpoint(args.out):
+        if group.main:
+            print(f"{PROG}: restarted by torchrun (restart {restarts}): resuming {args.out}", file=sys.stderr)
+        args.resume = args.out
+    return args if args.resume is None else resume_arguments(args, given)
+
+
+def run_device(args: argparse.Namespace) -> str:
+    """The device a ``run`` command trains on, known before its settings are resolved (the process group's
+    backend depends on it): ``--device``, or with ``--resume`` the device the run was started with."""
+    if args.resume is not None and _any_checkpoint(args.resume):
+        folder = args.resume if _has_checkpoint(args.resume) else next(
+            seed for seed in sorted(args.resume.glob("seed_*")) if _has_checkpoint(seed))
+        return resolve_device(_saved_arguments(folder).get("device", args.device))
+    return resolve_device(args.device)
+
+
+def _any_checkpoint(out: Path) -> bool:
+    return _has_checkpoint(out) or any(_has_checkpoint(folder) for folder in out.glob("seed_*"))
 
 
 def resume_arguments(args: argparse.Namespace, given: set[str]) -> argparse.Namespace:

@@ -49,7 +49,7 @@ def capture(
 
 def restore(runner: Runner, state: dict[str, Any]) -> None:
     """Put ``runner`` (freshly built with the run's settings) where ``capture`` left it. The optimiser,
-    schedule and order are the runner's to take when it re-enters the phase (``Runner.fit``)."""
+    schedule and order are the runner's to take when it re-enters the phase (``phase_training``)."""
     if state["device"] != runner.device.type:  # its random generators' states are the device's
         raise UsageError(f"the checkpoint was written on {state['device']}, this run is on {runner.device.type}: "
                          f"resume it with --device {state['device']}")

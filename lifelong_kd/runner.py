@@ -25,14 +25,13 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .augment import BatchAugment
 from .checkpoint import (
@@ -40,24 +39,23 @@ from .checkpoint import (
     rewind_to_task_start,
     save_checkpoint,
 )
-from .context import Phase, Step, TaskContext
+from .context import TaskContext
 from .data import TaskStream
+from .distributed import Distributed
 from .evaluation import accuracy_row, tasks_to_evaluate
 from .faults import kill_point
 from .loop_state import Position, RunInterrupted, stop_requests
 from .models import ContinualModel, frozen_copy
 from .options import Option
+from .phase_training import train_phase
 from .results import RunRecord, environment, write_results
 from .run_state import capture, restore
 from .strategies import Strategy
+from .sync_bn import global_batch_norm
 from .training import (
     LOWER_LR,
     NonFiniteLossError,
     TrainConfig,
-    make_optimizer,
-    make_scheduler,
-    show_mean_loss,
-    too_small_to_step,
 )
 
 
@@ -65,9 +63,8 @@ class HeadLayoutWarning(UserWarning):
     """The model's head layout is known to break the strategy (``Strategy.broken_heads``)."""
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class ShardWarning(UserWarning):
+    """A step's samples did not split evenly over the processes."""
 
 
 class Runner:
@@ -95,8 +92,10 @@ class Runner:
         run_config: dict[str, Any] | None = None,
         progress: bool = True,
         extra_state: dict[str, Any] | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.options = options or []
+        self.dist = dist or Distributed()
         config = config or TrainConfig()
         self.device = torch.device(config.device)
         train_images = config.epochs * sum(len(task.train) for task in stream)
@@ -106,6 +105,8 @@ class Runner:
         self.strategy = strategy
         strategy.check_stream(stream.num_classes)
         strategy.resolve_loop_settings(self.config.epochs)
+        if self.dist.active and config.sync_bn:
+            global_batch_norm(model)
         self.model = model.to(self.device)
         if self.config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -113,7 +114,7 @@ class Runner:
         self.train_backbone = self.compiled(self.model.backbone)
         self.teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.out_dir = out_dir
-        self.progress = progress
+        self.progress = progress and self.dist.main
         self.augment = BatchAugment(
             stream.mean, stream.std, stream.crop_padding, stream.hflip, self.device, self.config.channels_last
         )
@@ -136,15 +137,17 @@ class Runner:
             "seed": self.config.seed,
             "changes": [],  # settings changed on resuming (``_changes``)
         }
-        self.env = {**environment(self.device), "speed_choices": speed_choices}
+        self.env = {**environment(self.device), "processes": str(self.dist.world), "speed_choices": speed_choices}
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
         self.record = RunRecord(len(stream))
         self.position = Position()
         self.task_sizes: list[int] = []  # the head's width after each task's growth
         self.extra_state = extra_state or {}
-        self._resume: dict[str, Any] | None = None
+        self.resume_state: dict[str, Any] | None = None
         self._begun = False
         self._stop_signal: int | None = None
+        self._uneven_warned = False
+        self.state_hashes: list[str] = []  # the strategy's state after each task, checked equal on every process
         self._since_checkpoint = (0, time.perf_counter())
 
     def compiled(self, backbone: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -171,7 +174,7 @@ class Runner:
         return TaskContext(
             task, self.stream, self.model, self.teacher, n_old, n_old + len(task.classes), self.device,
             self.config.seed, self.config.batch_size, self.autocast, self.augment.eval, self.teacher_backbone,
-            self.eval_autocast,
+            self.eval_autocast, self.dist,
         )
 
     # ------------------------------------------------------------------ the stream
@@ -190,18 +193,19 @@ class Runner:
                     doc = self.run_task(task.index)
                 except NonFiniteLossError as error:
                     self.write_results(f"failed: {error}")
-                    if self.out_dir is not None:
+                    if self.out_dir is not None and self.dist.main:
                         rewind_to_task_start(self.out_dir)
                     raise
-                if self._stop_signal is not None and task.index < len(self.stream) - 1:
+                stop = self.dist.any(self._stop_signal is not None, self.device)  # every process stops here
+                if stop and task.index < len(self.stream) - 1:
                     self.stop()  # the task's checkpoint is written
-            self._resume = None
+            self.resume_state = None
             return doc
 
     def begin(self) -> None:
         """Write the run's first checkpoint and results.json (status ``running``) before anything is
         trained, so a run killed from here on resumes. ``run`` begins a run not begun yet."""
-        if self._resume is None and not self._begun:
+        if self.resume_state is None and not self._begun:
             self.checkpoint(task_start=True)
             self.write_results("running")
         self._begun = True
@@ -219,126 +223,42 @@ class Runner:
             phases = self.strategy.phases(ctx, self.config.epochs)
             for phase_index in range(self.position.phase, len(phases)):
                 self.position.phase = phase_index
-                phase_images, phase_seconds = self.fit(ctx, phases[phase_index])
+                phase_images, phase_seconds = train_phase(self, ctx, phases[phase_index])
                 images, fit_seconds = images + phase_images, fit_seconds + phase_seconds
                 self.position.epoch = self.position.step = 0
             self.strategy.after_task(ctx)
             for option in self.options:
                 option.after_task(ctx)
+            if self.dist.active:  # one memory, identical on every process
+                self.state_hashes.append(self.dist.check_same(
+                    self.strategy.state_dict(), "the strategy's state (replay memory, class means)", self.device))
             self.teacher = self.teacher_backbone = None  # one teacher alive at a time
             self.teacher = frozen_copy(self.model)
             self.teacher_backbone = self.compiled(self.teacher.backbone)
             self.position = Position(index, "evaluate")
             self.checkpoint()
-        _sync(self.device)
+        self.sync()
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         rows = self.evaluate(self.context(index).n_seen, tasks_to_evaluate(
             self.stream, self.model, index, self.config.eval_future))
         self.record.add_task(rows, train_seconds, images / max(fit_seconds, 1e-9), time.perf_counter() - start)
         self.position = Position(index + 1)
-        self._resume = None
+        self.resume_state = None
         status = "completed" if index == len(self.stream) - 1 else "running"
         self.checkpoint(task_start=True)
         return self.write_results(status)
 
     def write_results(self, status: str) -> dict[str, Any]:
         doc = self.record.document(self.run_config, self.env, status)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.dist.main:
             write_results(self.out_dir / "results.json", doc)
         return doc
 
-    # ------------------------------------------------------------------ one phase
-
-    def fit(self, ctx: TaskContext, phase: Phase) -> tuple[int, float]:
-        """The training loop: ``phase.epochs`` passes over the phase's data, from the loop's position;
-        returns (images, seconds).
-
-        The main phase trains on ``strategy.training_split`` with replay, the options' terms and
-        ``after_step``; another phase on the task's data with its own loss alone. The backbone
-        runs under the run's autocast; the head runs in float32 on its features, so every loss
-        and every stored logit is float32. The only host syncs are every ``log_every`` steps, to
-        show the mean loss and stop on a NaN. An epoch's final, incomplete batch is skipped when
-        it holds fewer than half ``batch_size`` samples (``too_small_to_step``).
-        """
-        cfg, model, hparams = self.config, self.model, self.strategy.hparams
-        params = list(model.parameters() if phase.parameters is None else phase.parameters(model))
-        decay = hparams["weight_decay"] if phase.weight_decay is None else phase.weight_decay
-        optimizer = make_optimizer(params, cfg.optimizer, hparams["lr"], hparams["momentum"], decay)
-        scheduler = make_scheduler(optimizer, cfg, phase.epochs)
-        split = self.strategy.training_split(ctx) if phase.main else ctx.task.train
-        loss_fn = self.strategy.loss if phase.main else phase.loss
-        order = None
-        if self._resume is not None and self._resume["optimizer"] is not None:  # resumed inside this phase
-            optimizer.load_state_dict(self._resume["optimizer"])
-            scheduler.load_state_dict(self._resume["scheduler"])
-            order = self._resume["order"].to(self.device)
-        self._resume = None
-        x_all, y_all = split.x.to(self.device), split.y.to(self.device)
-        n = len(y_all)
-        model.train(not phase.freeze_backbone)
-        images = 0
-        _sync(self.device)
-        start = time.perf_counter()
-        for epoch in range(self.position.epoch, phase.epochs):
-            self.position.epoch = epoch
-            if order is None:
-                order = torch.randperm(n, generator=self.generator, device=self.device)
-            running = torch.zeros((), device=self.device)
-            pending = 0
-            desc = f"task {ctx.task.index + 1}/{len(self.stream)} {phase.name} epoch {epoch + 1}/{phase.epochs}"
-            batches = range(0, n, cfg.batch_size)
-            with tqdm(total=n, desc=desc, unit="img", disable=not self.progress, leave=False) as bar:
-                bar.update(min(self.position.step * cfg.batch_size, n))
-                for step_index in range(self.position.step, len(batches)):
-                    begin = batches[step_index]
-                    index = order[begin : begin + cfg.batch_size]
-                    if not too_small_to_step(len(index), cfg.batch_size, first=begin == 0):
-                        value = self.step(ctx, phase, loss_fn, optimizer, index, x_all, y_all)
-                        running += value.detach()
-                        pending += 1
-                        images += len(index)
-                    bar.update(len(index))
-                    if pending == cfg.log_every:
-                        show_mean_loss(bar, running, pending, ctx.task.index, epoch)
-                        running.zero_()
-                        pending = 0
-                    self.position.step = step_index + 1
-                    kill_point("step")
-                    self.checkpoint_if_due(optimizer, scheduler, order)
-                if pending:
-                    show_mean_loss(bar, running, pending, ctx.task.index, epoch)
-            scheduler.step()
-            order = None
-            self.position.step = 0
-        _sync(self.device)
-        return images, time.perf_counter() - start
-
-    def step(
-        self, ctx: TaskContext, phase: Phase, loss_fn: Callable[[TaskContext, Step], torch.Tensor],
-        optimizer: torch.optim.Optimizer, index: torch.Tensor, x_all: torch.Tensor, y_all: torch.Tensor,
-    ) -> torch.Tensor:
-        """One SGD step on the samples ``index`` of the phase's data (and, in the main phase, replay)."""
-        raw, y = x_all[index], y_all[index]
-        replay = self.strategy.replay_batch(ctx, self.generator) if phase.main else None
-        if replay is not None:
-            raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
-        x = self.augment.train(raw, self.generator)
-        with self.autocast(), torch.no_grad() if phase.freeze_backbone else nullcontext():
-            features = self.train_backbone(x)
-        features = features.float()
-        step = Step(raw, x, y, len(index), features, self.model.head(features), replay)
-        value = loss_fn(ctx, step)
-        if phase.main:
-            for option in self.options:
-                term = option.loss(ctx, step)
-                value = value if term is None else value + term
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        optimizer.step()
-        if phase.main:
-            self.strategy.after_step(ctx, step)
-        return value
+    def sync(self) -> None:
+        """Wait for the device's queued work (CUDA), to time it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def evaluate(self, n_seen: int, evaluated: Iterator[int] | range | list[int]) -> dict[str, list[float | None]]:
         """One row of every accuracy matrix (``lifelong_kd.evaluation.accuracy_row``)."""
@@ -346,19 +266,29 @@ class Runner:
         return accuracy_row(
             self.model, self.stream, self.test_sets, n_seen, list(evaluated),
             extra_scores=self.strategy.eval_scores, normalise=self.augment.eval, autocast=self.eval_autocast,
-            batch_size=self.config.eval_batch_size,
+            batch_size=self.config.eval_batch_size, dist=self.dist,
         )
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint_if_due(self, optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Tensor) -> None:
-        """Write a mid-phase checkpoint when the interval has passed, or stop on a signal."""
+    def checkpoint_if_due(self, optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Tensor,
+                          epoch_end: bool) -> None:
+        """Write a mid-phase checkpoint when the interval has passed, or stop on a signal.
+
+        On many processes they decide together, every ``log_every`` steps and at the end of each
+        epoch (one all-reduce): a stop when any was asked to, a checkpoint when any found it due,
+        so all of them checkpoint, check their weights and stop after the same step."""
         steps, since = self._since_checkpoint
         self._since_checkpoint = (steps + 1, since)
-        if self._stop_signal is not None:
+        stop, due = self._stop_signal is not None, self.interval.due(steps + 1, time.perf_counter() - since)
+        if self.dist.active:
+            if not (epoch_end or self.position.step % self.config.log_every == 0):
+                return
+            stop, due = self.dist.any_of([stop, due], self.device)
+        if stop:
             self.checkpoint(optimizer, scheduler, order)
             self.stop()
-        if self.interval.due(steps + 1, time.perf_counter() - since):
+        if due:
             self.checkpoint(optimizer, scheduler, order)
 
     def checkpoint(
@@ -372,20 +302,34 @@ class Runner:
         if self.out_dir is not None:
             if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
                 raise NonFiniteLossError(f"the weights became non-finite {self.position.describe()}: " + LOWER_LR)
-            start = time.perf_counter()
-            save_checkpoint(self.out_dir, capture(self, optimizer, scheduler, order), task_start)
-            self.record.timing["checkpoint_seconds"].append(time.perf_counter() - start)
+            if self.dist.main:
+                start = time.perf_counter()
+                save_checkpoint(self.out_dir, capture(self, optimizer, scheduler, order), task_start)
+                self.record.timing["checkpoint_seconds"].append(time.perf_counter() - start)
 
     def resume_from(self, state: dict[str, Any]) -> None:
         """Put the run where ``state`` (a loaded checkpoint) left it; ``run`` then continues from there."""
         restore(self, state)
-        self._resume = state
+        self.resume_state = state
+
+    def warn_uneven(self, current: int, replayed: int) -> None:
+        """Say once, and record in results.json, that a step's rows did not split evenly over the processes."""
+        if self._uneven_warned:
+            return
+        self._uneven_warned = True
+        message = (f"a step of {current} current and {replayed} replayed samples does not split evenly over "
+                   f"{self.dist.world} processes (the replayed ones in twice as many parts, for DER++'s halves; "
+                   f"{self.position.describe()}): each process's loss is the mean over its shard and the shards "
+                   "weigh equally, so such steps differ slightly from one process's")
+        self.run_config["warnings"].append(message)
+        if self.dist.main:
+            warnings.warn(message, ShardWarning, stacklevel=2)
 
     def request_stop(self, signal_number: int) -> None:
         """Stop after the current step, with a checkpoint (SIGINT, SIGTERM)."""
         self._stop_signal = signal_number
 
     def stop(self) -> None:
-        signal_number = self._stop_signal or signal.SIGINT
+        signal_number = self._stop_signal or signal.SIGTERM
         self.write_results("interrupted")
         raise RunInterrupted(signal_number, self.position.describe())

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointInterval
+from .distributed import Distributed
 from .errors import UsageError
 from .speed import EVAL_PRECISIONS, resolve_amp, resolve_compile
 
@@ -29,7 +30,8 @@ class TrainConfig:
     ``eval_future`` evaluates every future task too (task-IL, where the head
     has units for it). ``checkpoint_every`` is a number of steps (``500``) or
     of minutes of training (``10m``) between mid-task checkpoints (``0``: at
-    the end of each task only), when the run has an output folder.
+    the end of each task only), when the run has an output folder. ``sync_bn``: on many processes,
+    BatchNorm normalises with the global batch's statistics (``lifelong_kd.sync_bn``).
     """
 
     epochs: int = 1
@@ -47,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     checkpoint_every: str = "10m"
+    sync_bn: bool = True
 
     def resolved(self, train_images: int) -> tuple[TrainConfig, dict[str, str]]:
         """This config with ``auto`` replaced by what the device does fast, and the reasons."""
@@ -76,9 +79,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def too_small_to_step(size: int, batch_size: int, first: bool) -> bool:
+def too_small_to_step(size: int, batch_size: int, first: bool, processes: int = 1) -> bool:
     """Whether the loop skips a batch of ``size`` samples: one sample (BatchNorm cannot train on it),
-    or an epoch's final batch of fewer than ``batch_size / 2`` (``first``: the epoch has no other).
+    fewer than the ``processes`` it is split across (one would have none), or an epoch's final
+    batch of fewer than ``batch_size / 2`` (``first``: the epoch has no other).
 
     A tiny final batch made the last SGD step of a task one on, say, 4 samples: BatchNorm's
     statistics from 4 samples and a gradient several times as noisy, at the full learning rate,
@@ -86,7 +90,7 @@ def too_small_to_step(size: int, batch_size: int, first: bool) -> bool:
     lost current-task accuracy to that one step (README, "iCaRL at M = 500").
     The skipped samples are drawn again, at other positions, in the next epoch's permutation.
     """
-    return size < 2 or (not first and size < batch_size / 2)
+    return size < max(2, processes) or (not first and size < batch_size / 2)
 
 
 def make_optimizer(
@@ -113,10 +117,11 @@ class NonFiniteLossError(RuntimeError):
 LOWER_LR = "the finished tasks' results and checkpoint are kept; resume with a lower --lr, or --amp off"
 
 
-def show_mean_loss(bar: tqdm, running: torch.Tensor, steps: int, task_index: int, epoch: int) -> None:
+def show_mean_loss(bar: tqdm, running: torch.Tensor, steps: int, task_index: int, epoch: int,
+                   dist: Distributed) -> None:
     """Show the mean of the last ``steps`` losses (summed in ``running``; one host sync), or raise
-    ``NonFiniteLossError`` when it is NaN or infinite."""
+    ``NonFiniteLossError`` when it is NaN or infinite (on many processes: on any of them, so all stop)."""
     mean = running.item() / steps
-    if not np.isfinite(mean):
+    if dist.any(not np.isfinite(mean), running.device):
         raise NonFiniteLossError(f"the loss became {mean} in task {task_index + 1}, epoch {epoch + 1}: " + LOWER_LR)
     bar.set_postfix(loss=f"{mean:.3f}", refresh=False)

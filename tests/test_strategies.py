@@ -69,6 +69,7 @@ def test_first_task_has_no_distillation(tiny_stream):
 def test_lwf_warmup_trains_only_new_units(tiny_stream):
     from conftest import tiny_config
 
+    from lifelong_kd.phase_training import train_phase
     from lifelong_kd.runner import Runner
 
     model = tiny_model(tiny_stream)
@@ -89,7 +90,7 @@ def test_lwf_warmup_trains_only_new_units(tiny_stream):
     old_rows = model.head.weight[:2].detach().clone()
     new_rows = model.head.weight[2:].detach().clone()
     old_bias = model.head.blocks[0].bias.detach().clone()
-    runner.fit(ctx, warmup)
+    train_phase(runner, ctx, warmup)
     assert all(torch.equal(a, b) for a, b in zip(backbone, model.backbone.parameters()))
     assert all(p.grad is None for p in model.backbone.parameters())  # no backward through the frozen backbone
     assert torch.equal(model.head.weight[:2], old_rows)

@@ -37,16 +37,18 @@ class DER(ReplayStrategy):
         n = step.n_current
         return classification_loss(ctx, step.y[:n], step.logits[:n])
 
-    def logit_loss(self, step: Step, start: int, stop: int) -> torch.Tensor:
-        """alpha * masked MSE between the step's logits and the stored ones, on replay rows [start, stop)."""
+    def logit_loss(self, ctx: TaskContext, step: Step, start: int, stop: int) -> torch.Tensor:
+        """alpha * masked MSE between the step's logits and the stored ones, on replay rows [start, stop)
+        (its denominator counted over the global batch on many processes)."""
         index = step.replay.index[start:stop]
         rows = step.logits[step.n_current + start : step.n_current + stop]
-        stored = self.buffer.logits[index]
-        return self.hparams["alpha"] * masked_mse_distillation(rows, stored, self.buffer.logit_units[index])
+        stored, units = self.buffer.logits[index], self.buffer.logit_units[index]
+        compared = ctx.dist.mean(units.sum()) if ctx.dist.active else None
+        return self.hparams["alpha"] * masked_mse_distillation(rows, stored, units, compared)
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         value = self.current_loss(ctx, step)
         if step.replay is not None:
-            value = value + self.logit_loss(step, 0, len(step.replay))
+            value = value + self.logit_loss(ctx, step, 0, len(step.replay))
         return value
 

@@ -35,7 +35,7 @@ class DERpp(DER):
         if step.replay is None:
             return value
         half = (len(step.replay) + 1) // 2
-        value = value + self.logit_loss(step, 0, half)
+        value = value + self.logit_loss(ctx, step, 0, half)
         if len(step.replay) > half:
             rows = slice(step.n_current + half, step.n_current + len(step.replay))
             value = value + self.hparams["beta"] * classification_loss(ctx, step.y[rows], step.logits[rows])

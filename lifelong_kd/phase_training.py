@@ -1,0 +1,177 @@
+"""The training loop: one phase of a task (``context.Phase``), epoch by epoch, step by step.
+
+The runner (``lifelong_kd.runner``) goes through the tasks and their phases; this module trains one.
+A step builds the *global* batch, the same on every process: the current samples of the epoch's
+permutation, the strategy's replay sample, their augmentation, all drawn from the run's seeded
+generator. A process forwards its shard (``Distributed.shard``, every sample on one process),
+``DistributedDataParallel`` averages the gradients, and the strategy's ``after_step`` (the
+memory's update) sees the global batch, with the logits each process computed gathered back
+(not the features: no memory update reads them).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+from inspect import signature
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .context import Phase, Step, TaskContext
+from .faults import kill_point
+from .training import make_optimizer, make_scheduler, show_mean_loss, too_small_to_step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .distributed import Distributed
+    from .runner import Runner
+
+
+class TrainingForward(nn.Module):
+    """A step's forward: the backbone under the run's autocast (without autograd when the phase freezes
+    it), then the head in float32 on its features; returns (features, logits).
+
+    It is the module ``DistributedDataParallel`` wraps: its parameters are those the phase trains
+    (a frozen backbone is not registered), so DDP averages exactly their gradients.
+    """
+
+    def __init__(self, backbone: nn.Module, run_backbone: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
+                 autocast: Callable[[], AbstractContextManager], freeze_backbone: bool) -> None:
+        super().__init__()
+        self.head = head
+        if not freeze_backbone:
+            self.backbone = backbone
+        object.__setattr__(self, "run_backbone", run_backbone)  # maybe compiled; never a submodule
+        self.autocast, self.freeze_backbone = autocast, freeze_backbone
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast(), torch.no_grad() if self.freeze_backbone else nullcontext():
+            features = self.run_backbone(x)
+        features = features.float()
+        return features, self.head(features)
+
+
+def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, float]:
+    """``phase.epochs`` passes over the phase's data, from the runner's position; returns (images, seconds).
+
+    The main phase trains on ``strategy.training_split`` with replay, the options' terms and
+    ``after_step``; another phase on the task's data with its own loss alone. Every loss and stored
+    logit is float32. The only host syncs are every ``log_every`` steps, to show the mean loss and
+    stop on a NaN. An epoch's final, incomplete batch is skipped when it holds fewer than half
+    ``batch_size`` samples (``too_small_to_step``).
+    """
+    cfg, model, hparams, position = runner.config, runner.model, runner.strategy.hparams, runner.position
+    params = list(model.parameters() if phase.parameters is None else phase.parameters(model))
+    decay = hparams["weight_decay"] if phase.weight_decay is None else phase.weight_decay
+    optimizer = make_optimizer(params, cfg.optimizer, hparams["lr"], hparams["momentum"], decay)
+    scheduler = make_scheduler(optimizer, cfg, phase.epochs)
+    split = runner.strategy.training_split(ctx) if phase.main else ctx.task.train
+    order = None
+    if runner.resume_state is not None and runner.resume_state["optimizer"] is not None:  # resumed in this phase
+        optimizer.load_state_dict(runner.resume_state["optimizer"])
+        scheduler.load_state_dict(runner.resume_state["scheduler"])
+        order = runner.resume_state["order"].to(runner.device)
+    runner.resume_state = None
+    forward = _forward(runner, phase)
+    x_all, y_all = split.x.to(runner.device), split.y.to(runner.device)
+    n = len(y_all)
+    model.train(not phase.freeze_backbone)
+    images = 0
+    runner.sync()
+    start = time.perf_counter()
+    for epoch in range(position.epoch, phase.epochs):
+        position.epoch = epoch
+        if order is None:
+            order = torch.randperm(n, generator=runner.generator, device=runner.device)
+        running = torch.zeros((), device=runner.device)
+        pending = 0
+        desc = f"task {ctx.task.index + 1}/{len(runner.stream)} {phase.name} epoch {epoch + 1}/{phase.epochs}"
+        batches = range(0, n, cfg.batch_size)
+        with tqdm(total=n, desc=desc, unit="img", disable=not runner.progress, leave=False) as bar:
+            bar.update(min(position.step * cfg.batch_size, n))
+            for step_index in range(position.step, len(batches)):
+                begin = batches[step_index]
+                index = order[begin : begin + cfg.batch_size]
+                if not too_small_to_step(len(index), cfg.batch_size, begin == 0, runner.dist.world):
+                    value = train_step(runner, ctx, phase, forward, optimizer, x_all[index], y_all[index])
+                    running += value.detach()
+                    pending += 1
+                    images += len(index)
+                bar.update(len(index))
+                if pending == cfg.log_every:
+                    show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+                    running.zero_()
+                    pending = 0
+                position.step = step_index + 1
+                kill_point("step")
+                runner.checkpoint_if_due(optimizer, scheduler, order, epoch_end=step_index == len(batches) - 1)
+            if pending:
+                show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+        scheduler.step()
+        order = None
+        position.step = 0
+    runner.sync()
+    return images, time.perf_counter() - start
+
+
+def _forward(runner: Runner, phase: Phase) -> nn.Module:
+    """The phase's ``TrainingForward``, wrapped in ``DistributedDataParallel`` on many processes."""
+    model = runner.model
+    forward = TrainingForward(model.backbone, runner.train_backbone, model.head, runner.autocast,
+                              phase.freeze_backbone)
+    if not runner.dist.active:
+        return forward
+    device_ids = [runner.device.index] if runner.device.type == "cuda" else None
+    sync_buffers = not runner.config.sync_bn  # with global BatchNorm every process has the same statistics
+    named = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else (
+        "broadcast_buffers")  # the older torch's name
+    return DistributedDataParallel(forward, device_ids=device_ids, **{named: sync_buffers})
+
+
+def train_step(
+    runner: Runner, ctx: TaskContext, phase: Phase, forward: nn.Module, optimizer: torch.optim.Optimizer,
+    raw: torch.Tensor, y: torch.Tensor,
+) -> torch.Tensor:
+    """One SGD step on the global batch ``raw, y`` (and, in the main phase, replay); returns this
+    process's loss."""
+    strategy = runner.strategy
+    n = len(y)
+    replay = strategy.replay_batch(ctx, runner.generator) if phase.main else None
+    if replay is not None:
+        raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
+    x = runner.augment.train(raw, runner.generator)
+    whole = Step(raw, x, y, n, torch.empty(0), torch.empty(0), replay)  # its features are not gathered
+    step = _local(runner.dist, whole)
+    if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
+        runner.warn_uneven(n, len(y) - n)
+    step.features, step.logits = forward(step.x)
+    loss_fn = strategy.loss if phase.main else phase.loss
+    value = loss_fn(ctx, step)
+    if phase.main:
+        for option in runner.options:
+            term = option.loss(ctx, step)
+            value = value if term is None else value + term
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    optimizer.step()
+    if phase.main:
+        if step is not whole:  # the memory sees the global batch: every process's logits, in order
+            whole.logits = runner.dist.gather_step_rows(step.logits.detach(), n, len(y))
+        strategy.after_step(ctx, whole)
+    return value
+
+
+def _local(dist: Distributed, whole: Step) -> Step:
+    """This process's shard of the global step: rows ``rank::world`` of the current samples and of
+    the replayed ones (``whole`` itself on one process)."""
+    if not dist.active:
+        return whole
+    rows = dist.step_rows(whole.n_current, len(whole.y), whole.y.device)
+    replay = None if whole.replay is None else whole.replay.rows(dist.shard(len(whole.replay)))
+    n_local = len(range(dist.rank, whole.n_current, dist.world))
+    return Step(whole.raw[rows], whole.x[rows], whole.y[rows], n_local, whole.features, whole.logits, replay)
