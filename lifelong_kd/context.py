@@ -21,6 +21,8 @@ class Step:
 
     ``raw`` holds the uint8 images, ``x`` their augmented float version;
     rows ``[:n_current]`` are the current task's batch, the rest is ``replay``.
+    ``current_labels`` are the labels of the whole current batch, on every process (under
+    torchrun a process's rows are only its shard of it; on one process they are ``y[:n_current]``).
     """
 
     raw: torch.Tensor
@@ -30,6 +32,7 @@ class Step:
     features: torch.Tensor
     logits: torch.Tensor
     replay: ReplaySample | None = None
+    current_labels: torch.Tensor | None = None
 
 
 @dataclass

@@ -145,7 +145,7 @@ def train_step(
     if replay is not None:
         raw, y = torch.cat([raw, replay.x]), torch.cat([y, replay.y])
     x = runner.augment.train(raw, runner.generator)
-    whole = Step(raw, x, y, n, torch.empty(0), torch.empty(0), replay)  # its features are not gathered
+    whole = Step(raw, x, y, n, torch.empty(0), torch.empty(0), replay, y[:n])  # its features are not gathered
     step = _local(runner.dist, whole)
     if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
         runner.warn_uneven(n, len(y) - n)
@@ -174,4 +174,5 @@ def _local(dist: Distributed, whole: Step) -> Step:
     rows = dist.step_rows(whole.n_current, len(whole.y), whole.y.device)
     replay = None if whole.replay is None else whole.replay.rows(dist.shard(len(whole.replay)))
     n_local = len(range(dist.rank, whole.n_current, dist.world))
-    return Step(whole.raw[rows], whole.x[rows], whole.y[rows], n_local, whole.features, whole.logits, replay)
+    return Step(whole.raw[rows], whole.x[rows], whole.y[rows], n_local, whole.features, whole.logits, replay,
+                whole.current_labels)

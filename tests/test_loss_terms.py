@@ -194,6 +194,46 @@ def test_er_loss_is_one_ce_mean_over_current_and_replayed_rows(tiny_stream):
     assert abs(mean_of_means.item() - expected.item()) > 0.05
 
 
+def er_ace_step(tiny_stream, current_y, logits):
+    """ER-ACE at task 1 (4 seen units): rows [current_y ; 1 replayed row of task 0]."""
+    er_ace = build_strategy("er-ace", memory=6, replay_batch_size=1)
+    fill_memory(er_ace, tiny_stream)
+    ctx = context(tiny_stream, 1, flatten_model(3 * 8 * 8, 4))
+    replay = er_ace.replay_batch(ctx, torch.Generator().manual_seed(0))
+    y = torch.cat([current_y, replay.y])
+    x = torch.zeros(len(y), 3, 8, 8)
+    return er_ace, ctx, Step(x, x, y, len(current_y), torch.zeros(len(y), 4), logits, replay, current_y)
+
+
+ER_ACE_LOGITS = torch.tensor([[0.1, 0.2, 1.0, -0.5], [0.3, -0.2, 0.0, 2.0], [1.5, 0.0, 0.4, 0.1],
+                              [-1.0, 2.0, 0.5, 0.0]])
+
+
+def test_er_ace_incoming_ce_is_over_the_present_classes_and_replay_ce_over_all(tiny_stream):
+    """Incoming rows of classes {2, 3}: CE over units 2, 3 only; the replayed row: CE over the 4 units;
+    the two means are summed (Caccia et al. 2022; Mammoth's er_ace)."""
+    er_ace, ctx, step = er_ace_step(tiny_stream, torch.tensor([2, 3, 2]), ER_ACE_LOGITS)
+    incoming = hand_ce(ER_ACE_LOGITS[:3, 2:], torch.tensor([0, 1, 0]))  # classes 2, 3 are units 0, 1 of the slice
+    expected = incoming + hand_ce(ER_ACE_LOGITS[3:], step.y[3:])
+    assert er_ace.loss(ctx, step).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_er_ace_masks_exactly_the_absent_classes(tiny_stream):
+    """Classes 2 and 3 arrive: the incoming rows' gradient is zero on the old units 0, 1 (absent) and not on
+    2, 3; the replayed row's gradient reaches every unit. In the first task nothing is masked."""
+    logits = ER_ACE_LOGITS.clone().requires_grad_(True)
+    er_ace, ctx, step = er_ace_step(tiny_stream, torch.tensor([3, 2, 3]), logits)
+    er_ace.loss(ctx, step).backward()
+    assert torch.equal(logits.grad[:3, :2], torch.zeros(3, 2)) and (logits.grad[:3, 2:] != 0).all()
+    assert (logits.grad[3] != 0).all()
+    first = context(tiny_stream, 0, flatten_model(3 * 8 * 8, 2))
+    x = torch.zeros(2, 3, 8, 8)
+    two = ER_ACE_LOGITS[:2, :2].clone().requires_grad_(True)
+    only_one = torch.tensor([1, 1])
+    er_ace.loss(first, Step(x, x, only_one, 2, torch.zeros(2, 4), two, None, only_one)).backward()
+    assert (two.grad[:, 0] != 0).all()  # class 0 is absent but the first task is not masked
+
+
 ERKD_LOGITS = torch.tensor([[0.5, -0.3, 1.2, 0.0], [1.0, 0.2, -0.4, 0.8],
                             [-0.7, 1.4, 0.1, 0.3], [0.2, 0.9, 0.0, -1.1]])
 ERKD_TEACHER = torch.tensor([[1.5, -1.0], [0.0, 0.5], [2.0, -0.5], [-1.0, 1.0]])

@@ -7,6 +7,7 @@ from .base import Strategy
 from .der import DER
 from .derpp import DERpp
 from .er import ER
+from .er_ace import ERACE
 from .er_kd import ERKD
 from .finetune import Finetune
 from .icarl import ICaRL
@@ -15,7 +16,7 @@ from .kd_mse import KDMSE
 from .lwf import LwF
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ICaRL, DER, DERpp)
+    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, DER, DERpp)
 }
 
 
