@@ -75,6 +75,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--benchmark", default="split-cifar10", choices=list(BENCHMARKS))
     data.add_argument("--data-root", type=Path, help="folder or .zip holding the data (see README)")
     data.add_argument("--n-tasks", type=_at_least(1), help="number of tasks (default: the benchmark's)")
+    data.add_argument("--first-task-classes", type=_at_least(1), metavar="N",
+                      help="a first task of N classes, the rest in --n-tasks - 1 equal tasks (LUCIR's and "
+                      "PODNet's B50: --first-task-classes 50)")
     data.add_argument("--class-order", type=_class_order, default="fixed", help="fixed | random | 3,1,0,...")
     data.add_argument("--max-train-per-class", type=_at_least(1), help="class-balanced training subset")
     data.add_argument("--cache-dir", type=Path, help="where decoded uint8 arrays are cached")

@@ -61,9 +61,9 @@ class TaskStream:
         return len(self.class_order)
 
     @property
-    def classes_per_task(self) -> int:
-        """Number of classes in each task."""
-        return self.num_classes // len(self.tasks)
+    def task_of_class(self) -> tuple[int, ...]:
+        """The task of each (remapped) class: tasks may differ in size (``--first-task-classes``)."""
+        return tuple(task.index for task in self.tasks for _ in task.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -130,12 +130,25 @@ def _balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def _check_tasks(num_classes: int, n_tasks: int) -> None:
+def task_bounds(num_classes: int, n_tasks: int, first_task_classes: int | None = None) -> list[int]:
+    """Where each task's classes start, and the end: ``n_tasks`` equal tasks, or (LUCIR's and PODNet's
+    B50 protocols) a first task of ``first_task_classes`` and ``n_tasks - 1`` equal ones after it."""
     if n_tasks < 1:
         raise UsageError(f"--n-tasks must be at least 1 (got {n_tasks})")
-    if num_classes % n_tasks:
-        divisors = ", ".join(str(d) for d in range(1, num_classes + 1) if num_classes % d == 0)
-        raise UsageError(f"{num_classes} classes do not split into {n_tasks} tasks: choose --n-tasks from {divisors}")
+    if first_task_classes is None:
+        if num_classes % n_tasks:
+            divisors = ", ".join(str(d) for d in range(1, num_classes + 1) if num_classes % d == 0)
+            raise UsageError(
+                f"{num_classes} classes do not split into {n_tasks} tasks: choose --n-tasks from {divisors}")
+        return list(range(0, num_classes + 1, num_classes // n_tasks))
+    rest = num_classes - first_task_classes
+    if not 0 < first_task_classes < num_classes:
+        raise UsageError(f"--first-task-classes {first_task_classes}: use 1 to {num_classes - 1}")
+    if n_tasks < 2 or rest % (n_tasks - 1):
+        choices = ", ".join(str(d + 1) for d in range(1, rest + 1) if rest % d == 0)
+        raise UsageError(f"the {rest} classes after a first task of {first_task_classes} do not split into "
+                         f"{n_tasks - 1} equal tasks: choose --n-tasks from {choices}")
+    return [0, *range(first_task_classes, num_classes + 1, rest // (n_tasks - 1))]
 
 
 def _task_split(x: np.ndarray, y: np.ndarray, lo: int, hi: int) -> Split:
@@ -153,6 +166,7 @@ def split_into_tasks(
     seed: int = 0,
     hflip: bool = True,
     crop_padding: int = 4,
+    first_task_classes: int | None = None,
 ) -> TaskStream:
     """Cut ``dataset`` into ``n_tasks`` tasks of consecutive classes of ``class_order``
     (``class_order_for``: fixed, random from ``seed``, or a permutation; resolved here, once).
@@ -162,7 +176,7 @@ def split_into_tasks(
     Within a task samples keep the dataset's order.
     """
     num_classes = len(dataset.class_names)
-    _check_tasks(num_classes, n_tasks)
+    bounds = task_bounds(num_classes, n_tasks, first_task_classes)
     if max_train_per_class is not None and max_train_per_class < 1:
         raise UsageError(f"--max-train-per-class must be at least 1 (got {max_train_per_class}); omit it to keep all")
     order = class_order_for(num_classes, class_order, seed)
@@ -174,15 +188,14 @@ def split_into_tasks(
         keep = _balanced_subset(train_y, max_train_per_class, seed)
         train_x, train_y = train_x[keep], train_y[keep]
     test_y = remap[dataset.test_y]
-    k = num_classes // n_tasks
     tasks = tuple(
         Task(
             index=i,
-            classes=tuple(range(i * k, (i + 1) * k)),
-            train=_task_split(train_x, train_y, i * k, (i + 1) * k),
-            test=_task_split(dataset.test_x, test_y, i * k, (i + 1) * k),
+            classes=tuple(range(low, high)),
+            train=_task_split(train_x, train_y, low, high),
+            test=_task_split(dataset.test_x, test_y, low, high),
         )
-        for i in range(n_tasks)
+        for i, (low, high) in enumerate(zip(bounds, bounds[1:]))
     )
     return TaskStream(name, tasks, order, dataset.class_names, mean, std, hflip, crop_padding)
 
@@ -202,6 +215,7 @@ def make_stream(
     max_train_per_class: int | None = None,
     cache_dir: Path | None = None,
     download: bool = False,
+    first_task_classes: int | None = None,
 ) -> TaskStream:
     """Build the task stream of a registered benchmark (see ``BENCHMARKS``); the CLI's entry point.
 
@@ -223,6 +237,7 @@ def make_stream(
         class_order,
         max_train_per_class=max_train_per_class,
         seed=seed,
+        first_task_classes=first_task_classes,
         hflip=spec.hflip,
         crop_padding=spec.crop_padding,
     )

@@ -77,7 +77,7 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
     stream = make_stream(
         args.benchmark, data_root=args.data_root, n_tasks=args.n_tasks, class_order=args.class_order,
         seed=seed, max_train_per_class=args.max_train_per_class, cache_dir=args.cache_dir,
-        download=args.download,
+        download=args.download, first_task_classes=args.first_task_classes,
     )
     seed_everything(seed)
     model = build_model(args.model, stream.image_shape[0], stream.num_classes, head)
@@ -92,6 +92,7 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
         "data_root": str(args.data_root) if args.data_root else None,
         "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
+        "first_task_classes": args.first_task_classes,
         "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
     }
     return Runner(

@@ -109,3 +109,17 @@ def test_split_cifar100_runs_from_official_pickles(tmp_path, capsys):
     assert main(argv) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["completed_tasks"] == 20 and len(doc["matrices"]["class_il"][0]) == 20
+
+
+@pytest.mark.parametrize("head", ["multi", "incremental"])
+def test_a_first_task_larger_than_the_others_runs_end_to_end(tmp_path, head):
+    """--first-task-classes 4 --n-tasks 4 on the digits: tasks of 4, 2, 2 and 2 classes; LwF's one softmax per
+    old head follows the tasks' sizes, and so does the multi-head CE."""
+    out = tmp_path / "b4"
+    argv = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "1", "--quiet",
+            "--max-train-per-class", "8", "--strategy", "lwf", "--head", head, "--first-task-classes", "4",
+            "--n-tasks", "4", "--out", str(out)]
+    assert main(argv) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["first_task_classes"] == 4 and doc["completed_tasks"] == 4
+    assert all(value is not None for value in doc["matrices"]["task_il"][-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -112,13 +113,37 @@ def test_split_cifar100_stream(tmp_path, n_tasks):
     write_cifar100(tmp_path / "data", per_class=2)
     stream = make_stream("split-cifar100", data_root=tmp_path / "data", n_tasks=n_tasks, cache_dir=tmp_path / "c")
     k = 100 // n_tasks
-    assert len(stream) == n_tasks and stream.classes_per_task == k and stream.num_classes == 100
+    assert len(stream) == n_tasks and stream.num_classes == 100
+    assert stream.task_of_class == tuple(i // k for i in range(100))
     assert stream.image_shape == (3, 32, 32)
     for i, task in enumerate(stream):
         assert task.index == i and task.classes == tuple(range(i * k, (i + 1) * k))
         assert len(task.train) == 2 * k and len(task.test) == k
         assert set(task.train.y.tolist()) == set(task.classes)
         assert task.train.x.dtype == torch.uint8 and task.train.x.is_contiguous()
+
+
+@pytest.mark.parametrize(("n_tasks", "step"), [(6, 10), (11, 5), (26, 2)])
+def test_split_cifar100_b50_protocols(tmp_path, n_tasks, step):
+    """LUCIR's and PODNet's B50: 50 classes first, then 5, 10 or 25 tasks of 10, 5 or 2 classes."""
+    write_cifar100(tmp_path / "data", per_class=1)
+    stream = make_stream("split-cifar100", data_root=tmp_path / "data", n_tasks=n_tasks, cache_dir=tmp_path / "c",
+                         first_task_classes=50)
+    assert [len(task.classes) for task in stream] == [50] + [step] * (n_tasks - 1)
+    assert stream.tasks[1].classes == tuple(range(50, 50 + step)) and stream.task_of_class[49:51] == (0, 1)
+    assert len(stream.tasks[0].test.y) == 50 and set(stream.tasks[-1].train.y.tolist()) == set(range(100 - step, 100))
+
+
+@pytest.mark.parametrize(("first", "n_tasks", "message"), [
+    (50, 4, "the 50 classes after a first task of 50 do not split into 3 equal tasks: choose --n-tasks from 2, 3,"),
+    (100, 2, "--first-task-classes 100: use 1 to 99"),
+    (50, 1, "do not split into 0 equal tasks"),
+])
+def test_first_task_classes_that_do_not_fit_name_the_fix(tmp_path, first, n_tasks, message):
+    write_cifar100(tmp_path / "data", per_class=1)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        make_stream("split-cifar100", data_root=tmp_path / "data", n_tasks=n_tasks, cache_dir=tmp_path / "c",
+                    first_task_classes=first)
 
 
 def test_split_cifar100_default_tasks(tmp_path):

@@ -120,9 +120,8 @@ def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor)
     if ctx.model.head_kind != "fixed":
         logits = logits[:, : ctx.n_seen]
     if ctx.model.head_kind == "multi":
-        per_task = ctx.stream.classes_per_task
-        unit_task = torch.arange(logits.shape[1], device=logits.device) // per_task
-        other = unit_task.unsqueeze(0) != (y // per_task).unsqueeze(1)
+        unit_task = torch.tensor(ctx.stream.task_of_class[: logits.shape[1]], device=logits.device)
+        other = unit_task.unsqueeze(0) != unit_task[y].unsqueeze(1)
         logits = logits.masked_fill(other, float("-inf"))
     return F.cross_entropy(logits, y)
 

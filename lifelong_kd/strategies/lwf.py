@@ -66,8 +66,7 @@ def ce_plus_distillation(ctx: TaskContext, step: Step, hparams: dict) -> torch.T
     teacher = ctx.teacher_logits(step.x)[:, :old]
     heads = [slice(0, old)]
     if ctx.model.head_kind == "multi":
-        width = ctx.stream.classes_per_task
-        heads = [slice(start, start + width) for start in range(0, old, width)]
+        heads = [slice(task.classes[0], task.classes[-1] + 1) for task in ctx.stream.tasks[: ctx.task.index]]
     kd = sum(
         kl_distillation(step.logits[:, head], teacher[:, head], hparams["temperature"], hparams["t2"])
         for head in heads
