@@ -16,8 +16,9 @@ from .checkpoint import CheckpointWarning
 from .datasets import BENCHMARKS
 from .distributed import Distributed
 from .errors import UsageError
+from .heads import HEADS
 from .loop_state import RunInterrupted, clear_stop_requests
-from .models import HEADS, MODELS
+from .models import MODELS
 from .outdir import check_output_dir
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .run_command import PROG, execute_run, run_arguments, run_device, run_seeds
@@ -89,7 +90,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="head layout (default: the strategy's paper's; see `lifelong-kd list`)")
     add_strategy_flags(parser.add_argument_group("strategy settings (declared by each strategy)"), STRATEGIES.values())
     options = parser.add_argument_group("options for any strategy")
-    options.add_argument("--wa", action="store_true", help="weight aligning after each task (Zhao et al. 2020)")
+    options.add_argument("--wa", action="store_true",
+                         help="weight aligning alone after each task (WA's last step; the whole method: --strategy wa)")
     options.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
                          help="feature distillation term: LUCIR's cosine on normalised features")
     options.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
@@ -241,8 +243,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for spec in MODELS.values():
         print(f"  {spec.name:<18}{spec.help}")
     print("heads:")
-    for name, text in HEADS.items():
-        print(f"  {name:<18}{text}")
+    for name, head in HEADS.items():
+        print(f"  {name:<18}{head.help}")
     return 0
 
 

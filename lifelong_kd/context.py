@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .buffer import ReplaySample
-from .data import Task, TaskStream
+from .data import Split, Task, TaskStream
 from .distributed import Distributed
 from .models import ContinualModel
 
@@ -118,10 +118,12 @@ class Phase:
     A strategy returns its task's phases as data (``Strategy.phases``), so the loop always knows
     where it is (task, phase, epoch, step) and a checkpoint can resume inside any of them. The
     task's ``main`` phase trains on the strategy's training split with its loss, replay, the
-    options' terms and ``after_step``. Any other phase (LwF's warm-up) trains on the task's own
-    data with ``loss`` alone: only the ``parameters`` it names (default: all), at
-    ``weight_decay`` (default: the strategy's), and with ``freeze_backbone`` the backbone runs
-    in eval mode without autograd.
+    options' terms and ``after_step``. Any other phase (LwF's warm-up, BiC's bias correction)
+    trains with ``loss`` alone on its own ``data`` (default: the task's). Any phase trains only
+    the ``parameters`` it names (default: all), at ``weight_decay`` (default: the strategy's),
+    with its own ``optimizer`` (name, lr) at a constant rate where it gives one (default: the
+    strategy's lr and the run's schedule); with ``freeze_backbone`` the backbone runs in eval mode
+    without autograd.
     """
 
     name: str
@@ -130,6 +132,8 @@ class Phase:
     parameters: Callable[[ContinualModel], Iterable[nn.Parameter]] | None = None
     weight_decay: float | None = None
     freeze_backbone: bool = False
+    data: Callable[[TaskContext], Split] | None = None
+    optimizer: tuple[str, float] | None = None
 
     @property
     def main(self) -> bool:

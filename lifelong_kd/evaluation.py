@@ -89,5 +89,5 @@ def tasks_to_evaluate(stream: TaskStream, model: ContinualModel, task_index: int
     if eval_future:
         width = model.num_classes
         return [task.index for task in stream if task.index <= task_index or task.classes[-1] < width]
-    last = task_index + 1 if model.head_kind == "fixed" else task_index
+    last = task_index + 1 if model.head.future_units else task_index
     return list(range(min(last, len(stream) - 1) + 1))

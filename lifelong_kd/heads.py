@@ -1,23 +1,32 @@
-"""Classifier heads that grow as new classes arrive.
+"""Classifier heads that grow as new classes arrive: types with behaviour.
 
 Labels are positions in the stream's class order, so the classes seen so far
 are always ``0 .. n_seen - 1`` and a head only ever appends output units.
+What differs between layouts is a head's own behaviour, not a string the
+strategies compare: which units cross-entropy trains (``trained_logits``),
+which units share a softmax in distillation (``distillation_groups``),
+whether it has units for classes not seen yet (``future_units``), and how it
+computes a logit (linear or cosine).
 
-Each growth adds its own ``nn.Linear`` block and the blocks' outputs are
-concatenated. One matrix product over a grown weight matrix would hold the
-same old rows, yet its old logits would differ in the last bits (the GEMM
-kernel blocks the work differently for another output size); separate
-blocks keep every old logit bit-identical.
+Each growth adds its own block and the blocks' outputs are concatenated. One
+matrix product over a grown weight matrix would hold the same old rows, yet
+its old logits would differ in the last bits (the GEMM kernel blocks the
+work differently for another output size); separate blocks keep every old
+logit bit-identical.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class IncrementalClassifier(nn.Module):
-    """One head over every class seen so far (class-IL), grown block by block.
+    """One linear head over every class seen so far (class-IL), grown block by block.
 
     ``grow(n)`` appends a freshly initialised linear block for the classes
     ``num_classes .. n-1``; earlier blocks are untouched. New blocks are new
@@ -26,12 +35,21 @@ class IncrementalClassifier(nn.Module):
     after growing.
     """
 
+    kind: ClassVar[str] = "incremental"
+    help: ClassVar[str] = "one head over all classes seen so far, grown each task (class-IL)"
+    future_units: ClassVar[bool] = False  # units for classes not seen yet (evaluated on the next task)
+
     def __init__(self, in_features: int, num_classes: int = 0) -> None:
         super().__init__()
         self.in_features = in_features
         self.blocks = nn.ModuleList()
         self.register_buffer("device_anchor", torch.empty(0), persistent=False)
         self.grow(num_classes)
+
+    @classmethod
+    def build(cls, in_features: int, stream_classes: int) -> IncrementalClassifier:
+        """The head of this layout for a stream of ``stream_classes`` classes, before the first task."""
+        return cls(in_features)
 
     @property
     def num_classes(self) -> int:
@@ -47,12 +65,55 @@ class IncrementalClassifier(nn.Module):
         extra = num_classes - self.num_classes
         if extra <= 0:
             return
-        self.blocks.append(nn.Linear(self.in_features, extra, device=self.device_anchor.device))
+        self.blocks.append(self.new_block(extra))
+
+    def new_block(self, rows: int) -> nn.Module:
+        return nn.Linear(self.in_features, rows, device=self.device_anchor.device)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not self.blocks:
             return features.new_zeros(features.shape[0], 0)
         return torch.cat([block(features) for block in self.blocks], dim=1)
+
+    def trained_logits(self, logits: torch.Tensor, y: torch.Tensor, n_seen: int,
+                       task_of_class: Sequence[int]) -> torch.Tensor:
+        """The logits cross-entropy compares label ``y`` against: here the seen classes' units."""
+        return logits[:, :n_seen]
+
+    def distillation_groups(self, n_old: int, task_of_class: Sequence[int]) -> list[slice]:
+        """The old units a softmax distillation compares, one slice per softmax: here all of them in one."""
+        return [slice(0, n_old)]
+
+    def scale_rows(self, start: int, stop: int, factor: torch.Tensor | float) -> None:
+        """Multiply the weight and bias rows of classes [start, stop) by ``factor``, in place: their
+        logits become exactly ``factor`` times what they were."""
+        offset = 0
+        for block in self.blocks:
+            low, high = max(start - offset, 0), min(stop - offset, block.out_features)
+            if low < high:
+                block.weight[low:high] *= factor
+                block.bias[low:high] *= factor
+            offset += block.out_features
+
+
+class FixedClassifier(IncrementalClassifier):
+    """One linear head over every class of the stream from the start (Mammoth's layout).
+
+    Cross-entropy trains all its units, as Mammoth does: the units of classes
+    not seen yet are pushed down too.
+    """
+
+    kind = "fixed"
+    help = "one head over every class of the stream from the start (Mammoth's layout)"
+    future_units = True
+
+    @classmethod
+    def build(cls, in_features: int, stream_classes: int) -> IncrementalClassifier:
+        return cls(in_features, stream_classes)
+
+    def trained_logits(self, logits: torch.Tensor, y: torch.Tensor, n_seen: int,
+                       task_of_class: Sequence[int]) -> torch.Tensor:
+        return logits
 
 
 class MultiHeadClassifier(IncrementalClassifier):
@@ -60,23 +121,118 @@ class MultiHeadClassifier(IncrementalClassifier):
 
     Block t is task t's head; ``forward`` returns the heads' outputs side by
     side in class order, so task t's prediction is the arg-max over its own
-    slice. With the ``multi`` head kind, cross-entropy trains only the
-    current task's head.
+    slice. Cross-entropy classifies each sample among its own task's units,
+    and distillation takes one softmax per old head (Li & Hoiem 2017, Eq. 2).
     """
 
-    def __init__(self, in_features: int) -> None:
-        super().__init__(in_features, 0)
+    kind = "multi"
+    help = "one head per task; training restricts cross-entropy to the current task's head (task-IL)"
 
     def task_head(self, task: int) -> nn.Linear:
         return self.blocks[task]
 
+    def trained_logits(self, logits: torch.Tensor, y: torch.Tensor, n_seen: int,
+                       task_of_class: Sequence[int]) -> torch.Tensor:
+        """The seen units, with every unit outside the sample's own task at -inf."""
+        logits = logits[:, :n_seen]
+        unit_task = torch.tensor(task_of_class[:n_seen], device=logits.device)
+        return logits.masked_fill(unit_task.unsqueeze(0) != unit_task[y].unsqueeze(1), float("-inf"))
 
-def scale_rows(head: IncrementalClassifier, start: int, stop: int, factor: torch.Tensor | float) -> None:
-    """Multiply the weight and bias rows of classes [start, stop) by ``factor``, in place."""
-    offset = 0
-    for block in head.blocks:
-        low, high = max(start - offset, 0), min(stop - offset, block.out_features)
-        if low < high:
-            block.weight[low:high] *= factor
-            block.bias[low:high] *= factor
-        offset += block.out_features
+    def distillation_groups(self, n_old: int, task_of_class: Sequence[int]) -> list[slice]:
+        """One slice per old task's head."""
+        groups, start = [], 0
+        for unit in range(1, n_old + 1):
+            if unit == n_old or task_of_class[unit] != task_of_class[start]:
+                groups.append(slice(start, unit))
+                start = unit
+        return groups
+
+
+class CosineClassifier(IncrementalClassifier):
+    """A cosine-normalised head with a learnable scale (Hou et al., LUCIR, CVPR 2019, Eq. 4):
+
+        logit_k = sigma * <w_k / ||w_k||, f / ||f||>
+
+    ``sigma`` starts at 1 (LUCIR's code) and is shared by all classes. Blocks
+    hold weight rows only (no bias). ``cosines`` gives the scores without the
+    scale, for LUCIR's margin-ranking loss. ``imprint`` sets new rows from
+    normalised class-mean features (LUCIR, Sec. 3.2 "imprinted weights").
+    """
+
+    kind = "cosine"
+    help = "cosine-normalised head with a learnable scale sigma, grown each task (LUCIR)"
+
+    def __init__(self, in_features: int, num_classes: int = 0) -> None:
+        super().__init__(in_features, 0)
+        self.sigma = nn.Parameter(torch.ones(()))
+        self.grow(num_classes)
+
+    def new_block(self, rows: int) -> nn.Module:
+        block = nn.Linear(self.in_features, rows, bias=False, device=self.device_anchor.device)
+        bound = 1.0 / self.in_features**0.5  # LUCIR's CosineLinear: uniform(-1/sqrt(d), 1/sqrt(d))
+        nn.init.uniform_(block.weight, -bound, bound)
+        return block
+
+    def cosines(self, features: torch.Tensor) -> torch.Tensor:
+        """cos(w_k, f) for every unit k, (batch, num_classes)."""
+        unit = F.normalize(features, dim=1)
+        if not self.blocks:
+            return features.new_zeros(features.shape[0], 0)
+        return torch.cat([F.linear(unit, F.normalize(block.weight, dim=1)) for block in self.blocks], dim=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.sigma * self.cosines(features)
+
+    def scale_rows(self, start: int, stop: int, factor: torch.Tensor | float) -> None:
+        raise TypeError("a cosine head's logits do not scale with its rows' norms: weight aligning does not apply")
+
+    @torch.no_grad()
+    def imprint(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """The last block's rows from the normalised mean of the normalised ``features`` of each of its
+        classes (``labels``: class positions), scaled to the older rows' mean norm as in LUCIR's code."""
+        block = self.blocks[-1]
+        first = self.num_classes - block.out_features
+        old_norm = self.weight[:first].norm(dim=1).mean() if first else block.weight.norm(dim=1).mean()
+        unit = F.normalize(features.float(), dim=1)
+        for row in range(block.out_features):
+            block.weight[row] = F.normalize(unit[labels == first + row].mean(dim=0), dim=0) * old_norm
+
+
+class BiasCorrectedClassifier(IncrementalClassifier):
+    """A linear head with BiC's bias-correction layer per task (Wu et al., Large Scale Incremental
+    Learning, CVPR 2019, Eq. 5): task t's logits o_k become
+
+        q_k = alpha_t * o_k + beta_t
+
+    ``corrections[t]`` holds (alpha_t, beta_t), starting at (1, 0), so a new task's logits are the
+    linear ones until BiC's bias stage trains its pair; the first task's pair is never trained, and
+    each later pair stays as its stage left it.
+    """
+
+    kind = "bias-corrected"
+    help = "linear head with BiC's two-parameter bias correction of each task's logits"
+
+    def __init__(self, in_features: int, num_classes: int = 0) -> None:
+        super().__init__(in_features, 0)
+        self.corrections = nn.ParameterList()
+        self.grow(num_classes)
+
+    def grow(self, num_classes: int) -> None:
+        blocks = len(self.blocks)
+        super().grow(num_classes)
+        if len(self.blocks) > blocks:
+            self.corrections.append(nn.Parameter(torch.tensor([1.0, 0.0], device=self.device_anchor.device)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.blocks:
+            return features.new_zeros(features.shape[0], 0)
+        return torch.cat([pair[0] * block(features) + pair[1] for block, pair in zip(self.blocks, self.corrections)],
+                         dim=1)
+
+    def scale_rows(self, start: int, stop: int, factor: torch.Tensor | float) -> None:
+        raise TypeError("a bias-corrected head's logits do not scale with its rows: weight aligning does not apply")
+
+HEADS: dict[str, type[IncrementalClassifier]] = {
+    cls.kind: cls for cls in (IncrementalClassifier, MultiHeadClassifier, FixedClassifier, CosineClassifier,
+                               BiasCorrectedClassifier)
+}

@@ -87,3 +87,24 @@ def cosine_feature_distillation(student_features: torch.Tensor, teacher_features
     """
     cosine = F.cosine_similarity(student_features.float(), teacher_features.float(), dim=1)
     return (1.0 - cosine).mean()
+
+
+def margin_ranking(cosines: torch.Tensor, labels: torch.Tensor, n_old: int, hard: int = 2,
+                   margin: float = 0.5) -> torch.Tensor:
+    """LUCIR's inter-class separation (Hou et al. 2019, Eq. 8), on the cosine scores (no scale).
+
+    For every sample of an old class (label < ``n_old``), its ground-truth score must beat each of the
+    ``hard`` highest new-class scores (units ``n_old ..``) by ``margin``:
+
+        L = mean_{i old, k <= K} max(m - cos(theta_{y_i}, f_i) + cos(theta_k, f_i), 0)
+
+    the mean over the old samples' K pairs, as LUCIR's code (``nn.MarginRankingLoss``). Zero
+    when the batch holds no old-class sample.
+    """
+    old = labels < n_old
+    scores = cosines.float()[old]
+    if not len(scores):
+        return scores.sum()
+    truth = scores.gather(1, labels[old].unsqueeze(1))
+    hardest = scores[:, n_old:].topk(min(hard, scores.shape[1] - n_old), dim=1).values
+    return (margin - truth + hardest).clamp(min=0).mean()

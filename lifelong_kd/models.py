@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError
-from .heads import IncrementalClassifier, MultiHeadClassifier
+from .heads import HEADS, IncrementalClassifier
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -29,8 +29,9 @@ class BasicBlock(nn.Module):
     channels (option A, the CIFAR ResNet-32 of iCaRL and PyCIL).
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "conv") -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "conv", relu: bool = True) -> None:
         super().__init__()
+        self.relu = relu
         self.conv1 = _conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = _conv3x3(planes, planes)
@@ -52,18 +53,22 @@ class BasicBlock(nn.Module):
         identity = self.shortcut(x)
         if self.pad_channels:
             identity = F.pad(identity, (0, 0, 0, 0, 0, self.pad_channels))
-        return F.relu(out + identity)
+        out = out + identity
+        return F.relu(out) if self.relu else out
 
 
 class ResNet(nn.Module):
     """CIFAR ResNet: a 3x3 stride-1 stem, no max-pool, global average pooling.
 
     ``widths`` gives each stage's channels and ``blocks`` its block count; the
-    first stage keeps the resolution, every later one halves it.
+    first stage keeps the resolution, every later one halves it. ``last_relu=False``
+    leaves out the ReLU after the last block, so the features can be negative
+    (LUCIR, Sec. 3.2; PODNet): the cosine head and the less-forget term see them.
     """
 
     def __init__(
-        self, blocks: tuple[int, ...], widths: tuple[int, ...], in_channels: int = 3, shortcut: str = "conv"
+        self, blocks: tuple[int, ...], widths: tuple[int, ...], in_channels: int = 3, shortcut: str = "conv",
+        last_relu: bool = True,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(_conv3x3(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), nn.ReLU())
@@ -72,7 +77,8 @@ class ResNet(nn.Module):
         for stage, (count, width) in enumerate(zip(blocks, widths)):
             for block in range(count):
                 stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(BasicBlock(in_planes, width, stride, shortcut))
+                last = stage == len(blocks) - 1 and block == count - 1
+                layers.append(BasicBlock(in_planes, width, stride, shortcut, relu=last_relu or not last))
                 in_planes = width
         self.layers = nn.Sequential(*layers)
         self.out_features = in_planes
@@ -82,13 +88,15 @@ class ResNet(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two conv-BN-ReLU layers pooled to 2x2: 128 features, for tests and the demo."""
+    """Two conv-BN-ReLU layers pooled to 2x2: 128 features, for tests and the demo (``last_relu``: as
+    ``ResNet``'s)."""
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, last_relu: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32),
+            nn.ReLU() if last_relu else nn.Identity(),
         )
         self.out_features = 128
 
@@ -99,7 +107,7 @@ class SmallCNN(nn.Module):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable[[int], nn.Module]
+    build: Callable[[int, bool], nn.Module]  # (in_channels, last_relu)
     help: str
 
 
@@ -108,38 +116,30 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec(
             "reduced-resnet18",
-            lambda c: ResNet((2, 2, 2, 2), (20, 40, 80, 160), c),
+            lambda c, last_relu=True: ResNet((2, 2, 2, 2), (20, 40, 80, 160), c, last_relu=last_relu),
             "ResNet-18 with nf=20 (GEM, Mammoth, Avalanche's SlimResNet18); 160 features, ~1.1M parameters",
         ),
         ModelSpec(
             "resnet18",
-            lambda c: ResNet((2, 2, 2, 2), (64, 128, 256, 512), c),
+            lambda c, last_relu=True: ResNet((2, 2, 2, 2), (64, 128, 256, 512), c, last_relu=last_relu),
             "ResNet-18 with a CIFAR stem (3x3 conv, no max-pool); 512 features, ~11M parameters",
         ),
         ModelSpec(
             "resnet32",
-            lambda c: ResNet((5, 5, 5), (16, 32, 64), c, shortcut="pad"),
+            lambda c, last_relu=True: ResNet((5, 5, 5), (16, 32, 64), c, shortcut="pad", last_relu=last_relu),
             "CIFAR ResNet-32 with zero-padding shortcuts (iCaRL, PyCIL); 64 features, ~0.46M parameters",
         ),
         ModelSpec("small-cnn", SmallCNN, "two-layer CNN, 128 features: tests and the digits demo"),
     )
 }
 
-HEADS = {
-    "incremental": "one head over all classes seen so far, grown each task (class-IL)",
-    "multi": "one head per task; training restricts cross-entropy to the current task's head (task-IL)",
-    "fixed": "one head over every class of the stream from the start (Mammoth's layout)",
-}
-
-
 class ContinualModel(nn.Module):
-    """A backbone followed by a classifier head; ``forward`` returns logits."""
+    """A backbone followed by a classifier head (``lifelong_kd.heads``); ``forward`` returns logits."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, head_kind: str) -> None:
+    def __init__(self, backbone: nn.Module, head: IncrementalClassifier) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.head_kind = head_kind
 
     @property
     def num_classes(self) -> int:
@@ -156,21 +156,20 @@ class ContinualModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_model(name: str, in_channels: int, num_classes: int, head: str = "incremental") -> ContinualModel:
-    """Build backbone ``name`` with a ``head`` of the given kind.
+def build_model(
+    name: str, in_channels: int, num_classes: int, head: str = "incremental", last_relu: bool = True,
+) -> ContinualModel:
+    """Build backbone ``name`` with a ``head`` of the given kind (``lifelong_kd.heads.HEADS``).
 
-    ``num_classes`` is the stream's total; only the ``fixed`` head uses it up front.
+    ``num_classes`` is the stream's total; only the ``fixed`` head uses it up front. ``last_relu=False``:
+    the features before the last ReLU (LUCIR, PODNet).
     """
     if name not in MODELS:
         raise UsageError(f"unknown model '{name}': choose --model from {', '.join(MODELS)} (see `lifelong-kd list`)")
     if head not in HEADS:
         raise UsageError(f"unknown head '{head}': choose --head from {', '.join(HEADS)}")
-    backbone = MODELS[name].build(in_channels)
-    if head == "multi":
-        classifier: nn.Module = MultiHeadClassifier(backbone.out_features)
-    else:
-        classifier = IncrementalClassifier(backbone.out_features, num_classes if head == "fixed" else 0)
-    return ContinualModel(backbone, classifier, head)
+    backbone = MODELS[name].build(in_channels, last_relu)
+    return ContinualModel(backbone, HEADS[head].build(backbone.out_features, num_classes))
 
 
 def frozen_copy(model: ModuleT) -> ModuleT:

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from .context import Step, TaskContext
-from .heads import scale_rows
 from .losses import cosine_feature_distillation
 
 
@@ -29,24 +28,33 @@ class Option:
 
 
 class WeightAligning(Option):
-    """Weight aligning (Zhao et al., Maintaining Discrimination and Fairness in
-    Class Incremental Learning, CVPR 2020, Eq. 8).
+    """Weight aligning alone, after each task, on any strategy (``--wa``; ``align_weights``).
 
-    After each task, gamma = mean_k ||w_old,k|| / mean_k ||w_new,k|| and the new
-    classes' rows become gamma * w_new. The bias rows are scaled too, so the
-    new logits are exactly gamma times what they were. WA's weight clipping
-    during training is not part of this option.
+    This is WA's post-hoc step only: the whole method, with its weighted distillation and weight
+    clipping, is the ``wa`` strategy.
     """
 
     name = "wa"
 
     def after_task(self, ctx: TaskContext) -> None:
-        if ctx.n_old == 0:
-            return
-        with torch.no_grad():
-            norms = ctx.model.head.weight.norm(dim=1)
-            gamma = norms[: ctx.n_old].mean() / norms[ctx.n_old : ctx.n_seen].mean()
-            scale_rows(ctx.model.head, ctx.n_old, ctx.n_seen, gamma)
+        align_weights(ctx)
+
+
+def align_weights(ctx: TaskContext) -> None:
+    """Weight aligning (Zhao et al., Maintaining Discrimination and Fairness in Class Incremental
+    Learning, CVPR 2020, Eq. 8): the new classes' rows become gamma * w_new with
+
+        gamma = mean_k ||w_old,k|| / mean_k ||w_new,k||
+
+    The bias rows are scaled too, so the new logits are exactly gamma times what they were. Nothing
+    happens in the first task (no old classes).
+    """
+    if ctx.n_old == 0:
+        return
+    with torch.no_grad():
+        norms = ctx.model.head.weight.norm(dim=1)
+        gamma = norms[: ctx.n_old].mean() / norms[ctx.n_old : ctx.n_seen].mean()
+        ctx.model.head.scale_rows(ctx.n_old, ctx.n_seen, gamma)
 
 
 class FeatureDistillation(Option):

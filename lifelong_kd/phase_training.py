@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from inspect import signature
 from typing import TYPE_CHECKING
 
@@ -68,9 +69,16 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
     cfg, model, hparams, position = runner.config, runner.model, runner.strategy.hparams, runner.position
     params = list(model.parameters() if phase.parameters is None else phase.parameters(model))
     decay = hparams["weight_decay"] if phase.weight_decay is None else phase.weight_decay
-    optimizer = make_optimizer(params, cfg.optimizer, hparams["lr"], hparams["momentum"], decay)
-    scheduler = make_scheduler(optimizer, cfg, phase.epochs)
-    split = runner.strategy.training_split(ctx) if phase.main else ctx.task.train
+    if phase.optimizer is None:
+        optimizer = make_optimizer(params, cfg.optimizer, hparams["lr"], hparams["momentum"], decay)
+        scheduler = make_scheduler(optimizer, cfg, phase.epochs)
+    else:
+        optimizer = make_optimizer(params, phase.optimizer[0], phase.optimizer[1], hparams["momentum"], decay)
+        scheduler = make_scheduler(optimizer, replace(cfg, schedule="none"), phase.epochs)
+    if phase.main:
+        split = runner.strategy.training_split(ctx)
+    else:
+        split = ctx.task.train if phase.data is None else phase.data(ctx)
     order = None
     if runner.resume_state is not None and runner.resume_state["optimizer"] is not None:  # resumed in this phase
         optimizer.load_state_dict(runner.resume_state["optimizer"])

@@ -80,7 +80,8 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
         download=args.download, first_task_classes=args.first_task_classes,
     )
     seed_everything(seed)
-    model = build_model(args.model, stream.image_shape[0], stream.num_classes, head)
+    model = build_model(args.model, stream.image_shape[0], stream.num_classes, head,
+                        last_relu=not strategy.features_before_relu)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,

@@ -104,6 +104,7 @@ class Runner:
         self.stream = stream
         self.strategy = strategy
         strategy.check_stream(stream.num_classes)
+        strategy.check_model(model)
         strategy.resolve_loop_settings(self.config.epochs)
         if self.dist.active and config.sync_bn:
             global_batch_norm(model)
@@ -119,14 +120,14 @@ class Runner:
             stream.mean, stream.std, stream.crop_padding, stream.hflip, self.device, self.config.channels_last
         )
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        head_warning = strategy.head_warning(model.head_kind)
+        head_warning = strategy.head_warning(model.head.kind)
         if head_warning is not None:
             warnings.warn(head_warning, HeadLayoutWarning, stacklevel=2)
         self.run_config = {
             "benchmark": stream.name,
             "n_tasks": len(stream),
             **(run_config or {}),
-            "head": model.head_kind,
+            "head": model.head.kind,
             "warnings": [] if head_warning is None else [head_warning],
             "train": asdict(self.config),
             "strategy": strategy.name,
@@ -184,7 +185,7 @@ class Runner:
         document (also written to ``out_dir``)."""
         with stop_requests(self.request_stop):
             self.begin()
-            if self.model.head_kind == "fixed" and self.record.baseline is None and self.position == Position():
+            if self.model.head.future_units and self.record.baseline is None and self.position == Position():
                 self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
             finished = self.position.task >= len(self.stream)
             doc = self.record.document(self.run_config, self.env, "completed" if finished else "running")

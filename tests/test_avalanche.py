@@ -31,6 +31,7 @@ from lifelong_kd.avalanche import (  # noqa: E402
 )
 from lifelong_kd.buffer import ReplayBuffer  # noqa: E402
 from lifelong_kd.context import Step, TaskContext  # noqa: E402
+from lifelong_kd.heads import MultiHeadClassifier as OurMultiHead  # noqa: E402
 from lifelong_kd.losses import kl_distillation, mse_distillation  # noqa: E402
 from lifelong_kd.models import ContinualModel  # noqa: E402
 from lifelong_kd.strategies import build_strategy  # noqa: E402
@@ -165,14 +166,21 @@ def test_lwf_plugin_with_multi_head_classifier_distils_each_old_head():
         assert _runner_multi_head_lwf_term(stream, heads, alpha=0.5) == pytest.approx(loss - ce, rel=1e-4, abs=1e-6)
 
 
+class PassThroughMultiHead(OurMultiHead):
+    """A multi-head layout whose logits are its input features."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
 def _runner_multi_head_lwf_term(stream, heads, alpha):
     """Our runner's LwF term (``ce_plus_distillation`` minus its CE) for a multi-head model whose old
     heads give the recorded (student, teacher) logits: a teacher that returns its input, fed the
     teacher's heads side by side, and a student whose logits are the student's heads side by side."""
     student = torch.cat([s[:, :2] for s, _ in heads.values()], dim=1)
     teacher_logits = torch.cat([t[:, :2] for _, t in heads.values()], dim=1)
-    identity = ContinualModel(nn.Identity(), nn.Identity(), "multi")
-    model = ContinualModel(nn.Identity(), nn.Identity(), "multi")
+    identity = ContinualModel(nn.Identity(), PassThroughMultiHead(student.shape[1]))
+    model = ContinualModel(nn.Identity(), PassThroughMultiHead(student.shape[1]))
     n_old = student.shape[1]
     logits = torch.cat([student, torch.zeros(len(student), 2)], dim=1)
     y = torch.full((len(student),), n_old)

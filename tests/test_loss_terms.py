@@ -70,7 +70,7 @@ def flatten_model(in_features, units, identity=False):
         with torch.no_grad():
             head.blocks[0].weight.copy_(torch.eye(units, in_features))
             head.blocks[0].bias.zero_()
-    return ContinualModel(nn.Flatten(), head, "incremental")
+    return ContinualModel(nn.Flatten(), head)
 
 
 def teacher_with_logits(in_features, units):

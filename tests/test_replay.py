@@ -121,7 +121,7 @@ def test_nme_classifier_on_a_hand_built_example(tiny_stream):
         def forward(self, x):
             return x.mean(dim=(2, 3))
 
-    model = ContinualModel(ChannelMeans(), IncrementalClassifier(3, 2), "incremental")
+    model = ContinualModel(ChannelMeans(), IncrementalClassifier(3, 2))
     icarl = build_strategy("icarl", memory=4)
     ctx = _context(tiny_stream, model, 0, 0, 2)
     icarl.before_task(ctx)

@@ -4,6 +4,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Strategy
+from .bic import BiC
 from .der import DER
 from .derpp import DERpp
 from .er import ER
@@ -13,10 +14,12 @@ from .finetune import Finetune
 from .icarl import ICaRL
 from .joint import Joint
 from .kd_mse import KDMSE
+from .lucir import LUCIR
 from .lwf import LwF
+from .wa import WA
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, DER, DERpp)
+    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, BiC, WA, LUCIR, DER, DERpp)
 }
 
 

@@ -11,6 +11,7 @@ from ..buffer import ReplaySample
 from ..context import Phase, Step, TaskContext
 from ..data import Split
 from ..errors import UsageError
+from ..models import ContinualModel
 from ..settings import Setting, training_settings
 
 
@@ -32,7 +33,9 @@ class Strategy:
     ``memory_defaults`` overrides some defaults for a given memory size, as
     the papers tune per budget; ``hparams`` holds the resolved values.
     ``head`` is the head layout the method's paper uses; ``broken_heads``
-    names the layouts known to break the method, with the reason.
+    names the layouts known to break the method, with the reason; ``check_model``
+    refuses a model the method cannot work with at all. ``features_before_relu``
+    asks for a backbone without its last ReLU (LUCIR, PODNet).
     """
 
     name: ClassVar[str]
@@ -42,6 +45,7 @@ class Strategy:
     memory_defaults: ClassVar[dict[int, dict[str, Any]]] = {}
     head: ClassVar[str] = "incremental"
     broken_heads: ClassVar[dict[str, str]] = {}
+    features_before_relu: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         given = {key: value for key, value in overrides.items() if value is not None}
@@ -67,6 +71,9 @@ class Strategy:
     def defaults(cls) -> dict[str, Any]:
         """The declared default of every setting (before per-memory defaults)."""
         return {setting.name: setting.default for setting in cls.settings}
+
+    def check_model(self, model: ContinualModel) -> None:
+        """Raise ``UsageError`` when the method cannot work with ``model`` (its head's type)."""
 
     def check_stream(self, num_classes: int) -> None:
         """Raise ``UsageError`` when the settings cannot work on a stream of ``num_classes`` classes."""
@@ -110,20 +117,10 @@ class Strategy:
 
 
 def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the units of the classes seen so far.
-
-    A fixed head (units for every class from the start) trains all its units,
-    as Mammoth does: future classes' units are pushed down too. With a
-    multi-head model (task-IL) each sample is classified among its own task's
-    units only (the other units are masked to -inf).
-    """
-    if ctx.model.head_kind != "fixed":
-        logits = logits[:, : ctx.n_seen]
-    if ctx.model.head_kind == "multi":
-        unit_task = torch.tensor(ctx.stream.task_of_class[: logits.shape[1]], device=logits.device)
-        other = unit_task.unsqueeze(0) != unit_task[y].unsqueeze(1)
-        logits = logits.masked_fill(other, float("-inf"))
-    return F.cross_entropy(logits, y)
+    """Cross-entropy over the units the head trains (``trained_logits``): the classes seen so far;
+    a fixed head's every unit, as Mammoth does; with one head per task (task-IL) the sample's own
+    task's units."""
+    return F.cross_entropy(ctx.model.head.trained_logits(logits, y, ctx.n_seen, ctx.stream.task_of_class), y)
 
 
 def current(step: Step, tensor: torch.Tensor) -> torch.Tensor:

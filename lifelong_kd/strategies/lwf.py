@@ -64,12 +64,9 @@ def ce_plus_distillation(ctx: TaskContext, step: Step, hparams: dict) -> torch.T
         return ce
     old = ctx.n_old
     teacher = ctx.teacher_logits(step.x)[:, :old]
-    heads = [slice(0, old)]
-    if ctx.model.head_kind == "multi":
-        heads = [slice(task.classes[0], task.classes[-1] + 1) for task in ctx.stream.tasks[: ctx.task.index]]
     kd = sum(
-        kl_distillation(step.logits[:, head], teacher[:, head], hparams["temperature"], hparams["t2"])
-        for head in heads
+        kl_distillation(step.logits[:, group], teacher[:, group], hparams["temperature"], hparams["t2"])
+        for group in ctx.model.head.distillation_groups(old, ctx.stream.task_of_class)
     )
     return ce + hparams["alpha"] * kd
 

@@ -1,0 +1,146 @@
+"""BiC (Wu et al., Large Scale Incremental Learning, CVPR 2019).
+
+On herding exemplars (``ExemplarStrategy``) and a linear head with a bias-correction layer per task
+(``BiasCorrectedClassifier``), each task after the first trains in two stages:
+- Stage 1 (Eq. 1-4), on the exemplars and the new data less a held-out validation set:
+
+      L = lambda * L_d + (1 - lambda) * L_c,   lambda = n / (n + m)
+
+  for n old and m new classes; L_c is the CE over all n + m classes and L_d the distillation
+  sum_k -pi_hat_k(T) log pi_k(T) of the old model's (bias-corrected) logits at T = 2, taken here
+  as KL(pi_hat || pi), which differs from it by the teacher's entropy, a constant.
+- Stage 2 (Eq. 5), the bias correction: everything frozen but the newest task's (alpha, beta),
+  trained with the CE on the validation set, q_k = alpha * o_k + beta for the new classes.
+- The validation set is class-balanced: the paper's 9:1 split of the old classes' exemplars, and
+  as many samples of each new class, drawn from the new data (``validation_fraction``).
+Defaults: the paper's CIFAR-100 setting (Sec. 5.1: SGD lr 0.1, weight decay 2e-4, T 2, 9:1 split;
+momentum 0.9 as in WA, which follows it). The bias stage: Adam at lr 1e-3 for 250 epochs, Mammoth's
+``bic.py`` (the paper gives no value). Mammoth's lambda is 1 / (t + 1), which equals n / (n + m)
+only at the second task; this file follows the paper.
+"""
+
+from typing import Any
+
+import torch
+
+from ..context import Phase, Step, TaskContext
+from ..data import Split, concat_splits
+from ..errors import UsageError
+from ..heads import BiasCorrectedClassifier
+from ..losses import kl_distillation
+from ..models import ContinualModel
+from ..settings import TEMPERATURE, Setting, training_settings
+from .base import classification_loss
+from .exemplars import ExemplarStrategy
+from .replay import replay_settings
+
+PAPER = "BiC paper Sec. 5.1, CIFAR-100"
+MAMMOTH = "Mammoth bic.py (the paper gives none)"
+
+
+class BiC(ExemplarStrategy):
+    name = "bic"
+    paper = "Wu et al., Large Scale Incremental Learning, CVPR 2019"
+    help = "n/(n+m)-weighted KD + CE, then a 2-parameter bias correction of the new logits on a held-out set"
+    head = "bias-corrected"
+    settings = (
+        *training_settings(0.1, momentum=0.9, weight_decay=2e-4, source=PAPER),
+        *replay_settings(("herding", "class-balanced"), replay_batches=False),
+        TEMPERATURE.with_default(2.0, PAPER),
+        Setting("validation_fraction", 0.1, "share of each old class's exemplars held out for the bias stage",
+                low=0.0, high=0.5, low_open=True, source=PAPER + " (9:1)"),
+        Setting("bias_epochs", 250, "epochs of the bias-correction stage", low=1, source=MAMMOTH),
+        Setting("bias_lr", 1e-3, "Adam learning rate of the bias-correction stage", low=0.0, low_open=True,
+                source=MAMMOTH),
+    )
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self.held_out: dict[str, torch.Tensor] | None = None  # rows of the memory and of the task's data
+
+    def check_model(self, model: ContinualModel) -> None:
+        if not isinstance(model.head, BiasCorrectedClassifier):
+            raise UsageError(f"bic needs the bias-corrected head (--head bias-corrected), not '{model.head.kind}'")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "held_out": self.held_out}
+
+    def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
+        super().load_state_dict(state, ctx)
+        self.held_out = state["held_out"]
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Hold out, at random, ``validation_fraction`` of each old class's exemplars and as many
+        samples of each new class (the same draw on every process: seeded by the run and the task)."""
+        super().before_task(ctx)
+        self.held_out = None
+        if not ctx.n_old:
+            return
+        _, memory_y, _ = self.buffer.contents()
+        memory_y, task_y = memory_y.cpu(), ctx.task.train.y
+        smallest = min(int((memory_y == c).sum()) for c in range(ctx.n_old))
+        per_class = max(1, round(self.hparams["validation_fraction"] * smallest))
+        generator = torch.Generator().manual_seed(ctx.seed * 100_003 + ctx.task.index)
+
+        def draw(labels: torch.Tensor, classes: range) -> torch.Tensor:
+            rows = [torch.nonzero(labels == c).flatten() for c in classes]
+            return torch.cat([r[torch.randperm(len(r), generator=generator)[:per_class]] for r in rows]).sort().values
+
+        self.held_out = {"memory": draw(memory_y, range(ctx.n_old)), "task": draw(task_y, ctx.task.classes)}
+
+    def training_split(self, ctx: TaskContext) -> Split:
+        if self.held_out is None:
+            return super().training_split(ctx)
+        memory = self._memory_split()
+        keep_memory = _without(len(memory), self.held_out["memory"])
+        keep_task = _without(len(ctx.task.train), self.held_out["task"])
+        train = ctx.task.train
+        return concat_splits([Split(train.x[keep_task], train.y[keep_task]),
+                              Split(memory.x[keep_memory], memory.y[keep_memory])])
+
+    def validation_split(self, ctx: TaskContext) -> Split:
+        """The held-out exemplars of the old classes, then the held-out samples of the new ones."""
+        memory, train = self._memory_split(), ctx.task.train
+        rows_memory, rows_task = self.held_out["memory"], self.held_out["task"]
+        return concat_splits([Split(memory.x[rows_memory], memory.y[rows_memory]),
+                              Split(train.x[rows_task], train.y[rows_task])])
+
+    def _memory_split(self) -> Split:
+        x, y, _ = self.buffer.contents()
+        return Split(x.cpu(), y.cpu())
+
+    def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
+        """Stage 1 trains all but the correction layers; after the first task, stage 2 trains the newest one."""
+        corrections = {id(pair) for pair in ctx.model.head.corrections}
+        main = Phase("main", epochs, parameters=lambda model: [
+            p for p in model.parameters() if id(p) not in corrections])
+        if not ctx.n_old:
+            return (main,)
+        bias = Phase("bias correction", int(self.hparams["bias_epochs"]), loss=classification_loss_on_step,
+                     parameters=lambda model: [model.head.corrections[-1]], weight_decay=0.0,
+                     freeze_backbone=True, data=self.validation_split, optimizer=("adam", self.hparams["bias_lr"]))
+        return main, bias
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        return old_share_weighted_loss(ctx, step, self.hparams["temperature"])
+
+
+def old_share_weighted_loss(ctx: TaskContext, step: Step, temperature: float) -> torch.Tensor:
+    """BiC's Eq. 4 (WA's Eq. 5): (1 - n/(n+m)) * CE + n/(n+m) * KL(teacher/T || student/T) on the n old units."""
+    ce = classification_loss(ctx, step.y, step.logits)
+    if ctx.teacher is None:
+        return ce
+    share = ctx.n_old / ctx.n_seen
+    teacher = ctx.teacher_logits(step.x)[:, : ctx.n_old]
+    return (1.0 - share) * ce + share * kl_distillation(step.logits[:, : ctx.n_old], teacher, temperature)
+
+
+def classification_loss_on_step(ctx: TaskContext, step: Step) -> torch.Tensor:
+    """The bias stage's loss: CE over the seen classes on the corrected logits."""
+    return classification_loss(ctx, step.y, step.logits)
+
+
+def _without(count: int, rows: torch.Tensor) -> torch.Tensor:
+    keep = torch.ones(count, dtype=torch.bool)
+    keep[rows] = False
+    return keep

@@ -1,0 +1,79 @@
+"""LUCIR (Hou et al., Learning a Unified Classifier Incrementally via Rebalancing, CVPR 2019).
+
+On herding exemplars that join the training set (``ExemplarStrategy``), with the features before
+the last ReLU and a cosine head (``CosineClassifier``):
+- Cosine normalisation (Eq. 4): logit_k = sigma * cos(theta_k, f), sigma learnt; CE on it.
+- Less-forget constraint (Eq. 6-7): lambda * (1 - cos(f*(x), f(x))) on the normalised features of
+  the teacher f* and the student f, with lambda = lambda_base * sqrt(|C_old| / |C_new|).
+- Inter-class separation (Eq. 8): margin ranking of each exemplar's true score against the K
+  hardest new-class scores (``losses.margin_ranking``).
+- The old classes' embeddings are frozen (lr 0 in the authors' code) and the new ones imprinted
+  from the normalised class-mean features before the task (Sec. 3.2; ``CosineClassifier.imprint``).
+- The accuracy of the CNN (the cosine head) and of the NME classifier are both reported.
+Defaults: the paper's CIFAR-100 setting (Sec. 4.1; the authors' ``class_incremental_cosine_cifar100.py``):
+lr 0.1, momentum 0.9, weight decay 5e-4, lambda_base 5, K 2, m 0.5, 20 exemplars per class chosen by
+herding. Class-balanced fine-tuning, the paper's option, is not implemented yet.
+"""
+
+import math
+
+import torch
+
+from ..context import Phase, Step, TaskContext
+from ..errors import UsageError
+from ..heads import CosineClassifier
+from ..losses import cosine_feature_distillation, margin_ranking
+from ..models import ContinualModel
+from ..settings import Setting, training_settings
+from .base import classification_loss
+from .exemplars import ExemplarStrategy
+from .replay import replay_settings
+
+PAPER = "LUCIR paper Sec. 4.1, CIFAR-100; the authors' code"
+
+
+class LUCIR(ExemplarStrategy):
+    name = "lucir"
+    paper = "Hou et al., Learning a Unified Classifier Incrementally via Rebalancing, CVPR 2019"
+    help = "cosine head + less-forget feature constraint + margin ranking on the hardest new classes"
+    head = "cosine"
+    features_before_relu = True
+    settings = (
+        *training_settings(0.1, momentum=0.9, weight_decay=5e-4, source=PAPER),
+        *replay_settings(("herding", "class-balanced"), replay_batches=False),
+        Setting("lambda_base", 5.0, "LUCIR's less-forget weight lambda_base", low=0.0, source=PAPER),
+        Setting("hard_negatives", 2, "LUCIR's K: new classes ranked below each exemplar's class", low=1,
+                source=PAPER),
+        Setting("margin", 0.5, "LUCIR's margin m of the ranking loss", low=0.0, source=PAPER),
+    )
+
+    def check_model(self, model: ContinualModel) -> None:
+        if not isinstance(model.head, CosineClassifier):
+            raise UsageError(f"lucir needs the cosine head (--head cosine), not '{model.head.kind}'")
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Imprint the new classes' rows from the current model's class-mean features (not in the first task)."""
+        super().before_task(ctx)
+        if ctx.n_old:
+            train = ctx.task.train
+            ctx.model.head.imprint(ctx.features_of(train.x), train.y.to(ctx.device))
+
+    def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
+        """One main phase; after the first task it trains everything but the old classes' rows."""
+        if not ctx.n_old:
+            return super().phases(ctx, epochs)
+        old_rows = {id(block.weight) for block in ctx.model.head.blocks[:-1]}
+        return (Phase("main", epochs, parameters=lambda model: [
+            p for p in model.parameters() if id(p) not in old_rows]),)
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        """CE(sigma * cos) + lambda * (1 - cos(f*, f)) + margin ranking of the exemplars."""
+        ce = classification_loss(ctx, step.y, step.logits)
+        if ctx.teacher is None:
+            return ce
+        weight = self.hparams["lambda_base"] * math.sqrt(ctx.n_old / (ctx.n_seen - ctx.n_old))
+        teacher_features = ctx.teacher_outputs(step.x)[0]
+        less_forget = weight * cosine_feature_distillation(step.features, teacher_features)
+        cosines = step.logits[:, : ctx.n_seen] / ctx.model.head.sigma
+        ranking = margin_ranking(cosines, step.y, ctx.n_old, self.hparams["hard_negatives"], self.hparams["margin"])
+        return ce + less_forget + ranking

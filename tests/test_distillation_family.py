@@ -1,0 +1,312 @@
+"""WA and LUCIR, and the heads they train on: every term against a hand computation.
+
+The expected values spell out softmax, KL, cosines and hinges with plain torch ops; they never call
+``lifelong_kd.losses``.
+"""
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_config, tiny_model
+from test_loss_terms import context, flatten_model, hand_ce, hand_kl, teacher_with_logits, unit
+from torch import nn
+
+from lifelong_kd.context import Step
+from lifelong_kd.errors import UsageError
+from lifelong_kd.heads import (
+    HEADS,
+    BiasCorrectedClassifier,
+    CosineClassifier,
+    FixedClassifier,
+    IncrementalClassifier,
+    MultiHeadClassifier,
+)
+from lifelong_kd.losses import margin_ranking
+from lifelong_kd.models import ContinualModel, build_model
+from lifelong_kd.runner import Runner
+from lifelong_kd.strategies import build_strategy
+
+# ---------------------------------------------------------------- heads as types
+
+
+def test_each_head_layout_trains_its_own_units():
+    """trained_logits: seen units (incremental), every unit (fixed), the sample's own task (multi)."""
+    logits = torch.arange(12.0).view(2, 6)
+    y = torch.tensor([0, 3])
+    task_of_class = (0, 0, 1, 1, 2, 2)
+    assert torch.equal(IncrementalClassifier(3, 6).trained_logits(logits, y, 4, task_of_class), logits[:, :4])
+    assert torch.equal(FixedClassifier(3, 6).trained_logits(logits, y, 4, task_of_class), logits)
+    masked = MultiHeadClassifier(3).trained_logits(logits, y, 4, task_of_class)
+    inf = float("-inf")
+    assert torch.equal(masked, torch.tensor([[0.0, 1.0, inf, inf], [inf, inf, 8.0, 9.0]]))
+
+
+def test_distillation_groups_one_softmax_or_one_per_old_task():
+    task_of_class = (0, 0, 0, 1, 1, 2, 2)
+    assert IncrementalClassifier(3).distillation_groups(5, task_of_class) == [slice(0, 5)]
+    assert MultiHeadClassifier(3).distillation_groups(5, task_of_class) == [slice(0, 3), slice(3, 5)]
+
+
+def test_head_registry_builds_the_layouts_with_their_widths():
+    assert {name: HEADS[name].build(4, 10).num_classes for name in HEADS} == {
+        "incremental": 0, "multi": 0, "fixed": 10, "cosine": 0, "bias-corrected": 0}
+    assert FixedClassifier.future_units and not CosineClassifier.future_units
+
+
+def test_cosine_head_is_sigma_times_the_cosine_and_grows_without_changing_old_logits():
+    torch.manual_seed(0)
+    head = CosineClassifier(3, 2)
+    with torch.no_grad():
+        head.blocks[0].weight.copy_(torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+        head.sigma.fill_(4.0)
+    features = torch.tensor([[3.0, 0.0, 4.0], [0.0, 2.0, 0.0]])
+    # cos(w0, f0) = 3/5, cos(w1, f0) = 3/(5 sqrt 2); cos(w0, f1) = 0, cos(w1, f1) = 1/sqrt 2
+    expected = 4.0 * torch.tensor([[0.6, 0.6 / math.sqrt(2)], [0.0, 1 / math.sqrt(2)]])
+    assert torch.allclose(head(features), expected, atol=1e-6)
+    assert torch.allclose(head.cosines(features), expected / 4.0, atol=1e-6)
+    before = head(features).detach().clone()
+    head.grow(5)
+    assert head.num_classes == 5 and head(features).shape == (2, 5)
+    assert torch.equal(head(features)[:, :2].detach(), before)
+    assert head.blocks[1].bias is None
+    with pytest.raises(TypeError, match="cosine head"):
+        head.scale_rows(2, 5, 2.0)
+
+
+def test_cosine_head_imprints_new_rows_from_normalised_class_means_at_the_old_rows_norm():
+    """LUCIR's imprinting: row c = normalise(mean_i normalise(f_i)) * mean ||w_old||, for the new classes only."""
+    head = CosineClassifier(3, 2)
+    with torch.no_grad():
+        head.blocks[0].weight.copy_(torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]]))  # mean norm 3
+    old = head.blocks[0].weight.detach().clone()
+    head.grow(4)
+    features = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 7.0], [0.0, 5.0, 0.0], [0.0, 0.0, 1.0]])
+    labels = torch.tensor([2, 2, 3, 3])
+    head.imprint(features, labels)
+    # class 2: (0.6, 0.8, 0) + (0, 0, 1) = (0.6, 0.8, 1); class 3: (0, 1, 0) + (0, 0, 1)
+    expected = torch.stack([unit([0.6, 0.8, 1.0]), unit([0.0, 1.0, 1.0])]) * 3.0
+    assert torch.allclose(head.blocks[1].weight, expected, atol=1e-6)
+    assert torch.equal(head.blocks[0].weight, old)
+
+
+def test_features_before_the_last_relu_can_be_negative_and_after_it_cannot():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 16, 16)
+    for name in ("reduced-resnet18", "small-cnn"):
+        plain = build_model(name, 3, 4).eval()
+        torch.manual_seed(1)
+        before = build_model(name, 3, 4, last_relu=False).eval()
+        assert plain.features(x).min() >= 0
+        assert before.features(x).min() < 0
+
+
+# ---------------------------------------------------------------- WA
+
+
+def test_wa_loss_weighs_ce_and_kd_by_the_old_classes_share(tiny_stream):
+    """WA, task 2 (4 old of 6 seen classes): (1 - 4/6) * CE + 4/6 * KL(t/2 || s/2) on the 4 old units."""
+    wa = build_strategy("wa", memory=6)
+    teacher_logits = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.0, 1.5, -0.5, 1.0]])
+    logits = torch.tensor([[0.3, 0.1, -0.2, 1.0, 0.5, 2.0], [1.0, -1.0, 0.0, 0.4, 1.2, -0.3]])
+    ctx = context(tiny_stream, 2, flatten_model(4, 6), teacher_with_logits(4, 4))
+    x = teacher_logits.view(2, 4, 1, 1)
+    y = torch.tensor([4, 5])
+    step = Step(x, x, y, 2, torch.zeros(2, 4), logits)
+    expected = (1 - 4 / 6) * hand_ce(logits, y) + 4 / 6 * hand_kl(logits[:, :4], teacher_logits, 2.0)
+    assert wa.loss(ctx, step).item() == pytest.approx(expected.item(), rel=1e-6)
+    first = context(tiny_stream, 0, flatten_model(4, 2))
+    assert wa.loss(first, Step(x, x, torch.tensor([0, 1]), 2, None, logits[:, :2])).item() == pytest.approx(
+        hand_ce(logits[:, :2], torch.tensor([0, 1])).item(), rel=1e-6)
+
+
+def test_wa_clips_the_head_weights_after_every_step_and_leaves_the_biases(tiny_stream):
+    wa = build_strategy("wa", memory=6)
+    model = flatten_model(3, 4)
+    with torch.no_grad():
+        model.head.blocks[0].weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [-0.1, 0.0, 3.0],
+                                                         [-1.0, -1.0, -1.0], [2.0, 2.0, -0.5]]))
+        model.head.blocks[0].bias.copy_(torch.tensor([-1.0, 0.5, -0.2, 0.0]))
+    wa.after_step(context(tiny_stream, 1, model), None)
+    assert torch.equal(model.head.weight, torch.tensor([[1.0, 0.0, 0.5], [0.0, 0.0, 3.0],
+                                                         [0.0, 0.0, 0.0], [2.0, 2.0, 0.0]]))
+    assert torch.equal(model.head.blocks[0].bias, torch.tensor([-1.0, 0.5, -0.2, 0.0]))
+
+
+def test_wa_run_keeps_weights_non_negative_and_aligns_the_new_rows(tiny_stream):
+    """A whole WA run: after every task the head's weights are >= 0 and, after the second and third,
+    the new rows' mean norm equals the old rows' (weight aligning)."""
+    norms = []
+
+    class Recorder(type(build_strategy("wa"))):
+        def after_task(self, ctx):
+            super().after_task(ctx)
+            weight = ctx.model.head.weight.detach()
+            assert weight.min() >= 0
+            row_norms = weight.norm(dim=1)
+            norms.append((row_norms[: ctx.n_old].mean().item() if ctx.n_old else None,
+                          row_norms[ctx.n_old : ctx.n_seen].mean().item()))
+
+    Runner(tiny_model(tiny_stream), Recorder(memory=12, lr=0.05), tiny_stream, tiny_config(), progress=False).run()
+    assert norms[0][0] is None
+    for old, new in norms[1:]:
+        assert new == pytest.approx(old, rel=1e-5)
+
+
+# ---------------------------------------------------------------- LUCIR
+
+
+def test_margin_ranking_by_hand():
+    """mean over old samples and K hardest new classes of max(m - cos_true + cos_k, 0)."""
+    cosines = torch.tensor([
+        [0.9, 0.1, 0.5, 0.95, 0.2],  # class 0: true 0.9, hardest new 0.95, 0.5 -> 0.55, 0.1
+        [0.2, 0.8, 0.1, 0.0, 0.3],  # class 1: true 0.8, hardest new 0.3, 0.1 -> 0, 0
+        [0.3, 0.2, 0.9, 0.1, 0.0],  # class 2 (new): no term
+    ])
+    labels = torch.tensor([0, 1, 2])
+    expected = (0.55 + 0.1 + 0.0 + 0.0) / 4
+    assert margin_ranking(cosines, labels, n_old=2, hard=2, margin=0.5).item() == pytest.approx(expected)
+    # K = 1: only the hardest: (0.55 + 0) / 2
+    assert margin_ranking(cosines, labels, n_old=2, hard=1, margin=0.5).item() == pytest.approx(0.275)
+    assert margin_ranking(cosines[2:], labels[2:], n_old=2).item() == 0.0
+
+
+def lucir_context(tiny_stream):
+    """Task 1 (2 old, 2 new classes) of a flatten backbone with a 4-unit cosine head, sigma 2."""
+    head = CosineClassifier(3, 2)
+    head.grow(4)
+    with torch.no_grad():
+        head.blocks[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        head.blocks[1].weight.copy_(torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]))
+        head.sigma.fill_(2.0)
+    model = ContinualModel(nn.Flatten(), head)
+    return context(tiny_stream, 1, model, teacher_with_logits(3, 2)), model
+
+
+def test_lucir_loss_is_ce_plus_less_forget_plus_margin_ranking(tiny_stream):
+    ctx, model = lucir_context(tiny_stream)
+    lucir = build_strategy("lucir", memory=6)
+    student = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 4.0], [1.0, 1.0, 1.0]])
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # the teacher's features
+    x = teacher.view(3, 3, 1, 1)
+    y = torch.tensor([0, 1, 3])  # two exemplars, one new sample
+    logits = model.head(student)
+    loss = lucir.loss(ctx, Step(x, x, y, 3, student, logits))
+
+    cos = torch.stack([unit(s.tolist()) for s in student]) @ torch.stack(
+        [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1]), unit([1, 1, 0])]).T
+    ce = hand_ce(2.0 * cos, y)
+    feature_cos = torch.tensor([(unit(s.tolist()) * unit(t.tolist())).sum().item() for s, t in zip(student, teacher)])
+    less_forget = 5.0 * math.sqrt(2 / 2) * (1 - feature_cos).mean()
+    hinge = torch.stack([(0.5 - cos[i, y[i]] + cos[i, 2:]).clamp(min=0) for i in (0, 1)])  # K = 2 = all new
+    assert loss.item() == pytest.approx((ce + less_forget + hinge.mean()).item(), rel=1e-5)
+
+
+def test_lucir_freezes_the_old_rows_and_trains_sigma_and_the_new_rows(tiny_stream):
+    ctx, model = lucir_context(tiny_stream)
+    (main,) = build_strategy("lucir").phases(ctx, 1)
+    trained = {id(p) for p in main.parameters(model)}
+    assert id(model.head.blocks[0].weight) not in trained
+    assert {id(model.head.blocks[1].weight), id(model.head.sigma)} <= trained
+
+
+def test_lucir_refuses_a_head_that_is_not_cosine(tiny_stream):
+    with pytest.raises(UsageError, match="cosine head"):
+        Runner(tiny_model(tiny_stream), build_strategy("lucir", memory=12), tiny_stream, tiny_config(),
+               progress=False)
+
+
+def test_lucir_run_keeps_old_rows_imprints_new_ones_and_reports_nme(tiny_stream):
+    """A whole LUCIR run: the old rows stay bit-identical through later tasks, and NME is reported."""
+    model = build_model("small-cnn", 3, tiny_stream.num_classes, "cosine", last_relu=False)
+    rows = []
+
+    class Recorder(type(build_strategy("lucir"))):
+        def after_task(self, ctx):
+            super().after_task(ctx)
+            rows.append([block.weight.detach().clone() for block in ctx.model.head.blocks])
+
+    doc = Runner(model, Recorder(memory=12, lr=0.05), tiny_stream, tiny_config(), progress=False).run()
+    assert torch.equal(rows[1][0], rows[0][0]) and torch.equal(rows[2][0], rows[0][0])
+    assert torch.equal(rows[2][1], rows[1][1])
+    assert [len(r) for r in rows] == [1, 2, 3]  # a new block each task
+    assert doc["matrices"]["nme_class_il"][-1][0] is not None and doc["matrices"]["class_il"][-1][0] is not None
+
+
+# ---------------------------------------------------------------- BiC
+
+
+def test_bias_layer_touches_only_its_own_tasks_logits():
+    """q = alpha * o + beta on the newest task's units; the older units keep their linear logits."""
+    torch.manual_seed(0)
+    head = BiasCorrectedClassifier(3, 2)
+    linear = IncrementalClassifier(3, 2)
+    head.grow(5)
+    linear.grow(5)
+    linear.load_state_dict({k: v for k, v in head.state_dict().items() if not k.startswith("corrections")})
+    features = torch.randn(4, 3)
+    assert torch.equal(head(features), linear(features))  # (1, 0) at the start
+    with torch.no_grad():
+        head.corrections[-1].copy_(torch.tensor([0.5, -2.0]))
+    out, plain = head(features).detach(), linear(features).detach()
+    assert torch.equal(out[:, :2], plain[:, :2])
+    assert torch.allclose(out[:, 2:], 0.5 * plain[:, 2:] - 2.0)
+
+
+def test_bic_loss_by_hand_with_its_old_share(tiny_stream):
+    """BiC, task 1 (n = 2 old, m = 2 new): 0.5 * CE + 0.5 * KL(t/2 || s/2) on the old units."""
+    bic = build_strategy("bic", memory=6)
+    teacher_logits = torch.tensor([[2.0, -1.0], [0.0, 1.5]])
+    logits = torch.tensor([[0.3, 0.1, -0.2, 1.0], [1.0, -1.0, 0.0, 0.4]])
+    ctx = context(tiny_stream, 1, flatten_model(2, 4), teacher_with_logits(2, 2))
+    x = teacher_logits.view(2, 2, 1, 1)
+    y = torch.tensor([2, 0])
+    expected = 0.5 * hand_ce(logits, y) + 0.5 * hand_kl(logits[:, :2], teacher_logits, 2.0)
+    assert bic.loss(ctx, Step(x, x, y, 2, None, logits)).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+class StageRecorder:
+    """A BiC whose bias stage records the parameters when it starts (``validation_split`` is its data)."""
+
+    def __init__(self):
+        self.at_bias_start, self.at_task_end, self.validation = [], [], []
+
+    def strategy(self, **settings):
+        recorder = self
+
+        class Recording(type(build_strategy("bic"))):
+            def validation_split(self, ctx):
+                split = super().validation_split(ctx)
+                recorder.validation.append((split, self.training_split(ctx), ctx.task.index))
+                recorder.at_bias_start.append({k: v.clone() for k, v in ctx.model.state_dict().items()})
+                return split
+
+            def after_task(self, ctx):
+                recorder.at_task_end.append({k: v.clone() for k, v in ctx.model.state_dict().items()})
+                super().after_task(ctx)
+
+        return Recording(**settings)
+
+
+def test_bic_holds_out_a_balanced_validation_set_and_its_bias_stage_trains_only_the_newest_pair(tiny_stream):
+    recorder = StageRecorder()
+    model = tiny_model(tiny_stream, head="bias-corrected")
+    Runner(model, recorder.strategy(memory=12, lr=0.05, bias_epochs=3, validation_fraction=0.5), tiny_stream,
+           tiny_config(), progress=False).run()
+    assert [index for *_, index in recorder.validation] == [1, 2]
+    for (validation, training, index), start, end in zip(recorder.validation, recorder.at_bias_start,
+                                                         recorder.at_task_end[1:]):
+        counts = torch.bincount(validation.y)
+        seen = 2 * (index + 1)
+        assert len(counts) == seen and (counts == counts[0]).all()  # as many of every class
+        exemplars_per_class = 12 // (2 * index)
+        assert counts[0] == round(0.5 * exemplars_per_class)
+        # no held-out image is trained on in stage 1 (the synthetic images are all distinct)
+        train_rows = {tuple(x.flatten().tolist()) for x in training.x}
+        assert not any(tuple(x.flatten().tolist()) in train_rows for x in validation.x)
+        newest = f"head.corrections.{index}"
+        changed = {k for k in start if not torch.equal(start[k], end[k])}
+        assert changed == {newest}
+        assert not torch.equal(end[newest], torch.tensor([1.0, 0.0]))
+    assert torch.equal(recorder.at_task_end[-1]["head.corrections.0"], torch.tensor([1.0, 0.0]))
+    assert torch.equal(recorder.at_task_end[-1]["head.corrections.1"], recorder.at_task_end[1]["head.corrections.1"])
