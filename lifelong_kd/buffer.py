@@ -105,8 +105,10 @@ class ReplayBuffer:
         self.seen += count
         self.size = min(self.seen, self.capacity)
 
-    def replace(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor | int) -> None:
-        """Set the whole content (end-of-task policies); ``len(y) <= capacity``."""
+    def replace(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor | int,
+                logits: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Set the whole content (end-of-task policies); ``len(y) <= capacity``. ``logits``: the
+        samples' stored logits and how many units each covers (else none are kept)."""
         if len(y) > self.capacity:
             raise ValueError(f"{len(y)} samples exceed the buffer's capacity {self.capacity}")
         self.size = self.seen = len(y)
@@ -116,6 +118,16 @@ class ReplayBuffer:
         slots = torch.arange(self.size, device=self.device)
         self._store(slots, x.to(self.device), y.to(self.device), 0, None)
         self.task[: self.size] = torch.as_tensor(task, device=self.device)
+        if logits is not None:
+            self.logits = torch.zeros(self.capacity, logits[0].shape[1], device=self.device)
+            self.logits[: self.size] = logits[0].float()
+            self.logit_units[: self.size] = logits[1]
+
+    def clear(self) -> None:
+        """Empty the memory (its generator goes on)."""
+        self.size = self.seen = 0
+        self.logits = None
+        self.logit_units.zero_()
 
     def sample(self, count: int, generator: torch.Generator) -> ReplaySample | None:
         """Up to ``count`` distinct stored samples, uniformly; None when empty."""
@@ -197,17 +209,20 @@ def rebuild_balanced(
 
     Old classes keep their first ``quota`` stored samples (priority order);
     each new class contributes its first ``quota`` samples in ``order_new[c]``
-    (herding) or in a random order from the buffer's generator.
+    (herding) or in a random order from the buffer's generator. Stored logits,
+    where the buffer has them, stay with the old samples; the new ones get none
+    (zero units) for the strategy to fill.
     """
     old_x, old_y, old_task = buffer.contents()
     new_classes = sorted(set(new_y.tolist()))
     quotas = balanced_quotas(sorted(set(old_y.tolist())) + new_classes, buffer.capacity)
-    xs, ys, tasks = [], [], []
+    xs, ys, tasks, kept = [], [], [], []
     for c in sorted(set(old_y.tolist())):
         keep = torch.nonzero(old_y == c).flatten()[: quotas[c]]
         xs.append(old_x[keep])
         ys.append(old_y[keep])
         tasks.append(old_task[keep])
+        kept.append(keep)
     for c in new_classes:
         members = torch.nonzero(new_y == c).flatten()
         if order_new is not None:
@@ -218,4 +233,10 @@ def rebuild_balanced(
         xs.append(new_x[keep].to(buffer.device))
         ys.append(new_y[keep].to(buffer.device))
         tasks.append(torch.full((len(keep),), task, dtype=torch.long, device=buffer.device))
-    buffer.replace(torch.cat(xs), torch.cat(ys), torch.cat(tasks))
+    logits = None
+    if buffer.logits is not None:
+        old_rows = torch.cat([torch.empty(0, dtype=torch.long, device=buffer.device), *kept])
+        added = sum(len(y) for y in ys) - len(old_rows)
+        logits = (torch.cat([buffer.logits[old_rows], buffer.logits.new_zeros(added, buffer.logits.shape[1])]),
+                  torch.cat([buffer.logit_units[old_rows], buffer.logit_units.new_zeros(added)]))
+    buffer.replace(torch.cat(xs), torch.cat(ys), torch.cat(tasks), logits)

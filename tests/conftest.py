@@ -6,6 +6,7 @@ import torch
 
 from lifelong_kd.data import TaskStream, tensor_stream
 from lifelong_kd.models import build_model
+from lifelong_kd.strategies import STRATEGIES
 from lifelong_kd.training import TrainConfig, seed_everything
 
 
@@ -37,9 +38,15 @@ def tiny_stream() -> TaskStream:
     return make_tiny_stream()
 
 
-def tiny_model(stream: TaskStream, head: str = "incremental", seed: int = 0):
+def tiny_model(stream: TaskStream, head: str = "incremental", seed: int = 0, last_relu: bool = True):
     seed_everything(seed)
-    return build_model("small-cnn", stream.image_shape[0], stream.num_classes, head)
+    return build_model("small-cnn", stream.image_shape[0], stream.num_classes, head, last_relu)
+
+
+def tiny_model_for(stream: TaskStream, strategy: str, seed: int = 0):
+    """The small CNN with the head and features ``strategy``'s paper uses, as ``lifelong-kd run`` builds it."""
+    cls = STRATEGIES[strategy]
+    return tiny_model(stream, cls.head, seed, last_relu=not cls.features_before_relu)
 
 
 def tiny_config(**changes) -> TrainConfig:

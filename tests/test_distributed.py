@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_stream, tiny_config, tiny_model
+from conftest import make_tiny_stream, tiny_config, tiny_model, tiny_model_for
 
 from lifelong_kd.distributed import Distributed
 from lifelong_kd.runner import Runner
@@ -27,7 +27,9 @@ from lifelong_kd.strategies import build_strategy
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
 
 STRATEGIES = {"finetune": {"lr": 0.05}, "lwf": {"lr": 0.05}, "derpp": {"lr": 0.05, "memory": 40},
-              "icarl": {"lr": 0.05, "memory": 24}, "er-ace": {"lr": 0.05, "memory": 40}}
+              "icarl": {"lr": 0.05, "memory": 24}, "er-ace": {"lr": 0.05, "memory": 40},
+              "wa": {"lr": 0.05, "memory": 24}, "lucir": {"lr": 0.05, "memory": 24},
+              "bic": {"lr": 0.05, "memory": 24, "bias_epochs": 3}, "xder": {"lr": 0.05, "memory": 40}}
 # 2 processes against 1 after 3 tasks (~30 SGD steps): float32 sums in another order (BatchNorm's over
 # two shards, the gradient's average over two processes) moved no weight by more than 2.4e-7 here
 PARAMETER_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
@@ -63,7 +65,7 @@ def train(strategy: str) -> Callable[[Distributed], dict]:
     """A 3-task run of ``strategy`` on the tiny stream (batch 16, 2 epochs); its final state."""
     def work(group: Distributed) -> dict:
         stream = make_tiny_stream()
-        runner = Runner(tiny_model(stream), build_strategy(strategy, **STRATEGIES[strategy]), stream,
+        runner = Runner(tiny_model_for(stream, strategy), build_strategy(strategy, **STRATEGIES[strategy]), stream,
                         tiny_config(), progress=False, dist=group)
         doc = runner.run()
         memory = runner.strategy.state_dict().get("buffer")
@@ -83,7 +85,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[dict, list[dict]]]:
     return done
 
 
-@pytest.mark.parametrize("strategy", ["finetune", "lwf", "derpp", "er-ace"])
+@pytest.mark.parametrize("strategy", ["finetune", "lwf", "derpp", "er-ace", "wa", "lucir", "bic", "xder"])
 def test_two_processes_train_as_one_with_the_global_batch(runs, strategy):
     one, (rank0, rank1) = runs[strategy]
     for name, value in one["parameters"].items():
@@ -96,7 +98,7 @@ def test_two_processes_train_as_one_with_the_global_batch(runs, strategy):
             assert all(a is None and b is None or abs(a - b) <= 1.0 for a, b in zip(row, row_two)), setting
 
 
-@pytest.mark.parametrize("strategy", ["derpp", "icarl"])
+@pytest.mark.parametrize("strategy", ["derpp", "icarl", "lucir", "bic", "xder"])
 def test_the_memory_is_one_on_every_process_after_every_task(runs, strategy):
     one, (rank0, rank1) = runs[strategy]
     assert len(rank0["hashes"]) == 3 and rank0["hashes"] == rank1["hashes"]  # checked by the runner, too

@@ -32,6 +32,9 @@ STRATEGIES = {
     "lwf": [],
     "derpp": ["--memory", "30"],
     "icarl": ["--memory", "30"],
+    "lucir": ["--memory", "30"],
+    "bic": ["--memory", "30", "--bias-epochs", "2"],
+    "xder": ["--memory", "30"],
 }
 KILL_POINTS = ["step:1", "step:5", "step:9", "memory:2", "evaluate:2", "checkpoint:3", "step:15"]
 

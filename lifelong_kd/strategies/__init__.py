@@ -17,9 +17,10 @@ from .kd_mse import KDMSE
 from .lucir import LUCIR
 from .lwf import LwF
 from .wa import WA
+from .xder import XDER
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, BiC, WA, LUCIR, DER, DERpp)
+    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, BiC, WA, LUCIR, DER, DERpp, XDER)
 }
 
 
