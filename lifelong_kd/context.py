@@ -33,6 +33,7 @@ class Step:
     logits: torch.Tensor
     replay: ReplaySample | None = None
     current_labels: torch.Tensor | None = None
+    stages: list[torch.Tensor] | None = None  # the backbone's stage outputs, for a strategy that asks (PODNet)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TaskContext:
     teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
     eval_autocast: Callable[[], AbstractContextManager] | None = None
     dist: Distributed = field(default_factory=Distributed)
-    _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = field(default=None, repr=False)
 
     @property
     def seen_tasks(self) -> tuple[Task, ...]:
@@ -92,7 +93,7 @@ class TaskContext:
         if self.teacher is None:
             raise RuntimeError("there is no teacher during the first task")
         if self._teacher_cache is not None and self._teacher_cache[0] is x:
-            return self._teacher_cache[1]
+            return self._teacher_cache[1][:2]
         with torch.inference_mode():
             backbone = self.teacher.backbone if self.teacher_backbone is None else self.teacher_backbone
             with self.autocast():
@@ -102,6 +103,22 @@ class TaskContext:
         outputs = (features.clone(), logits.clone())
         self._teacher_cache = (x, outputs)
         return outputs
+
+    def teacher_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The teacher backbone's stage outputs for batch ``x`` (PODNet); its features and logits come
+        from the same forward (``teacher_outputs`` then finds them)."""
+        if self.teacher is None:
+            raise RuntimeError("there is no teacher during the first task")
+        if self._teacher_cache is not None and self._teacher_cache[0] is x and len(self._teacher_cache[1]) == 3:
+            return self._teacher_cache[1][2]
+        with torch.inference_mode():
+            with self.autocast():
+                features, maps = self.teacher.backbone(x, stages=True)
+            features = features.float()
+            logits = self.teacher.head(features)
+        outputs = (features.clone(), logits.clone(), [m.clone() for m in maps])
+        self._teacher_cache = (x, outputs)
+        return outputs[2]
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for ``x`` (see ``teacher_outputs``)."""

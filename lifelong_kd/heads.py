@@ -198,6 +198,79 @@ class CosineClassifier(IncrementalClassifier):
             block.weight[row] = F.normalize(unit[labels == first + row].mean(dim=0), dim=0) * old_norm
 
 
+
+class LocalSimilarityClassifier(IncrementalClassifier):
+    """PODNet's local-similarity classifier (Douillard et al., ECCV 2020, Eq. 8): K proxies per class,
+
+        s_{c,k} = <theta_{c,k} / ||theta_{c,k}||, h / ||h||>,   logit_c = eta * sum_k softmax_k(s_{c,.}) s_{c,k}
+
+    with eta a learnt scale starting at 1 (PODNet's ``learned_scaling``). Each growth adds a block of
+    ``proxies`` rows per class; ``imprint`` sets them from k-means centres of the class's normalised
+    features (PODNet's multi-centre imprinting). Blocks hold weight rows only (no bias).
+    """
+
+    kind = "local-similarity"
+    help = "PODNet's local-similarity classifier: several cosine proxies per class, a learnt scale"
+    proxies: ClassVar[int] = 10  # PODNet's CIFAR-100 setting
+
+    def __init__(self, in_features: int, num_classes: int = 0) -> None:
+        super().__init__(in_features, 0)
+        self.scale = nn.Parameter(torch.ones(()))
+        self.grow(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return sum(block.out_features for block in self.blocks) // self.proxies
+
+    def new_block(self, rows: int) -> nn.Module:
+        block = nn.Linear(self.in_features, rows * self.proxies, bias=False, device=self.device_anchor.device)
+        nn.init.kaiming_normal_(block.weight, nonlinearity="linear")  # PODNet's init of the proxies
+        return block
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        """sum_k softmax_k(s_{c,.}) s_{c,k}, before the scale: (batch, num_classes)."""
+        if not self.blocks:
+            return features.new_zeros(features.shape[0], 0)
+        unit = F.normalize(features, dim=1)
+        cosines = torch.cat([F.linear(unit, F.normalize(block.weight, dim=1)) for block in self.blocks], dim=1)
+        cosines = cosines.view(len(features), -1, self.proxies)
+        return (F.softmax(cosines, dim=2) * cosines).sum(dim=2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.similarities(features)
+
+    def scale_rows(self, start: int, stop: int, factor: torch.Tensor | float) -> None:
+        raise TypeError("a local-similarity head's logits do not scale with its rows: weight aligning does not apply")
+
+    @torch.no_grad()
+    def imprint(self, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
+        """The last block's proxies: for each of its classes, the normalised centres of ``proxies``
+        k-means clusters of the class's normalised ``features`` (labels: class positions), scaled to
+        the older proxies' mean norm."""
+        block = self.blocks[-1]
+        classes = block.out_features // self.proxies
+        first = self.num_classes - classes
+        older = torch.cat([b.weight for b in self.blocks[:-1]]) if len(self.blocks) > 1 else block.weight
+        norm = older.norm(dim=1).mean()
+        unit = F.normalize(features.float(), dim=1)
+        for row in range(classes):
+            centres = kmeans(unit[labels == first + row], self.proxies, generator)
+            block.weight[row * self.proxies : (row + 1) * self.proxies] = F.normalize(centres, dim=1) * norm
+
+
+def kmeans(points: torch.Tensor, count: int, generator: torch.Generator, iterations: int = 20) -> torch.Tensor:
+    """``count`` centres of ``points`` by Lloyd's algorithm from ``count`` distinct random points (a
+    cluster that empties keeps its centre); with fewer points than centres they repeat."""
+    start = torch.randperm(len(points), generator=generator)[:count]
+    centres = points[start.repeat(count // len(start) + 1)[:count].to(points.device)].clone()
+    for _ in range(iterations):
+        nearest = torch.cdist(points, centres).argmin(dim=1)
+        for k in range(count):
+            members = points[nearest == k]
+            if len(members):
+                centres[k] = members.mean(dim=0)
+    return centres
+
 class BiasCorrectedClassifier(IncrementalClassifier):
     """A linear head with BiC's bias-correction layer per task (Wu et al., Large Scale Incremental
     Learning, CVPR 2019, Eq. 5): task t's logits o_k become
@@ -234,5 +307,5 @@ class BiasCorrectedClassifier(IncrementalClassifier):
 
 HEADS: dict[str, type[IncrementalClassifier]] = {
     cls.kind: cls for cls in (IncrementalClassifier, MultiHeadClassifier, FixedClassifier, CosineClassifier,
-                               BiasCorrectedClassifier)
+                               LocalSimilarityClassifier, BiasCorrectedClassifier)
 }

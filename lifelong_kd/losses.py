@@ -108,3 +108,34 @@ def margin_ranking(cosines: torch.Tensor, labels: torch.Tensor, n_old: int, hard
     truth = scores.gather(1, labels[old].unsqueeze(1))
     hardest = scores[:, n_old:].topk(min(hard, scores.shape[1] - n_old), dim=1).values
     return (margin - truth + hardest).clamp(min=0).mean()
+
+
+def pod_spatial(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor]) -> torch.Tensor:
+    """PODNet's POD-spatial distillation (Douillard et al. 2020, Eq. 2-4), over L stage outputs:
+
+        L = (1/L) sum_l mean_i || P(h_l,i) / ||P(h_l,i)|| - P(h*_l,i) / ||P(h*_l,i)|| ||_2
+
+    where P(h) concatenates the width-pooled and the height-pooled squared activations,
+    sum_w h^2 (C x H values) and sum_h h^2 (C x W values).
+    """
+    total = student_maps[0].new_zeros((), dtype=torch.float32)
+    for student, teacher in zip(student_maps, teacher_maps):
+        pooled = [torch.cat([(h.float() ** 2).sum(dim=3).flatten(1), (h.float() ** 2).sum(dim=2).flatten(1)], dim=1)
+                  for h in (student, teacher)]
+        difference = F.normalize(pooled[0], dim=1) - F.normalize(pooled[1], dim=1)
+        total = total + difference.norm(dim=1).mean()
+    return total / len(student_maps)
+
+
+def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 0.6) -> torch.Tensor:
+    """PODNet's hinged NCA loss (Douillard et al. 2020, Eq. 9) on scaled similarities z:
+
+        L = mean_i [ -log( exp(z_{i,y_i} - delta) / sum_{c != y_i} exp(z_{i,c}) ) ]_+
+
+    The denominator leaves the true class out, as the paper writes it.
+    """
+    z = logits.float()
+    rows = torch.arange(len(labels), device=z.device)
+    others = z.clone()
+    others[rows, labels] = float("-inf")
+    return (torch.logsumexp(others, dim=1) - (z[rows, labels] - margin)).clamp(min=0).mean()

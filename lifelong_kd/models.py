@@ -61,7 +61,9 @@ class ResNet(nn.Module):
     """CIFAR ResNet: a 3x3 stride-1 stem, no max-pool, global average pooling.
 
     ``widths`` gives each stage's channels and ``blocks`` its block count; the
-    first stage keeps the resolution, every later one halves it. ``last_relu=False``
+    first stage keeps the resolution, every later one halves it. ``forward(x, stages=True)``
+    also returns each stage's output map (PODNet's spatial distillation); without it the
+    blocks run as one ``nn.Sequential``. ``last_relu=False``
     leaves out the ReLU after the last block, so the features can be negative
     (LUCIR, Sec. 3.2; PODNet): the cosine head and the less-forget term see them.
     """
@@ -81,10 +83,19 @@ class ResNet(nn.Module):
                 layers.append(BasicBlock(in_planes, width, stride, shortcut, relu=last_relu or not last))
                 in_planes = width
         self.layers = nn.Sequential(*layers)
+        self.stage_ends = tuple(sum(blocks[: stage + 1]) for stage in range(len(blocks)))
         self.out_features = in_planes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
+    def forward(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.stem(x)
+        if not stages:
+            return F.adaptive_avg_pool2d(self.layers(out), 1).flatten(1)
+        maps = []
+        for index, block in enumerate(self.layers, start=1):
+            out = block(out)
+            if index in self.stage_ends:
+                maps.append(out)
+        return F.adaptive_avg_pool2d(out, 1).flatten(1), maps
 
 
 class SmallCNN(nn.Module):
@@ -100,8 +111,11 @@ class SmallCNN(nn.Module):
         )
         self.out_features = 128
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.body(x), 2).flatten(1)
+    def forward(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        maps = [self.body[:3](x)]
+        maps.append(self.body[3:](maps[0]))
+        features = F.adaptive_avg_pool2d(maps[-1], 2).flatten(1)
+        return (features, maps) if stages else features
 
 
 @dataclass(frozen=True)

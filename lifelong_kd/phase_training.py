@@ -35,25 +35,32 @@ if TYPE_CHECKING:
 
 class TrainingForward(nn.Module):
     """A step's forward: the backbone under the run's autocast (without autograd when the phase freezes
-    it), then the head in float32 on its features; returns (features, logits).
+    it), then the head in float32 on its features; returns (features, logits), and with ``stages``
+    the backbone's stage outputs too (PODNet).
 
     It is the module ``DistributedDataParallel`` wraps: its parameters are those the phase trains
     (a frozen backbone is not registered), so DDP averages exactly their gradients.
     """
 
     def __init__(self, backbone: nn.Module, run_backbone: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
-                 autocast: Callable[[], AbstractContextManager], freeze_backbone: bool) -> None:
+                 autocast: Callable[[], AbstractContextManager], freeze_backbone: bool, stages: bool = False) -> None:
         super().__init__()
+        self.stages = stages
         self.head = head
         if not freeze_backbone:
             self.backbone = backbone
         object.__setattr__(self, "run_backbone", run_backbone)  # maybe compiled; never a submodule
         self.autocast, self.freeze_backbone = autocast, freeze_backbone
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self.autocast(), torch.no_grad() if self.freeze_backbone else nullcontext():
-            features = self.run_backbone(x)
+            if self.stages:
+                features, maps = self.run_backbone(x, stages=True)
+            else:
+                features = self.run_backbone(x)
         features = features.float()
+        if self.stages:
+            return features, self.head(features), maps
         return features, self.head(features)
 
 
@@ -131,7 +138,7 @@ def _forward(runner: Runner, phase: Phase) -> nn.Module:
     """The phase's ``TrainingForward``, wrapped in ``DistributedDataParallel`` on many processes."""
     model = runner.model
     forward = TrainingForward(model.backbone, runner.train_backbone, model.head, runner.autocast,
-                              phase.freeze_backbone)
+                              phase.freeze_backbone, stages=phase.main and runner.strategy.uses_stages)
     if not runner.dist.active:
         return forward
     device_ids = [runner.device.index] if runner.device.type == "cuda" else None
@@ -157,7 +164,8 @@ def train_step(
     step = _local(runner.dist, whole)
     if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
         runner.warn_uneven(n, len(y) - n)
-    step.features, step.logits = forward(step.x)
+    step.features, step.logits, *maps = forward(step.x)
+    step.stages = maps[0] if maps else None
     loss_fn = strategy.loss if phase.main else phase.loss
     value = loss_fn(ctx, step)
     if phase.main:

@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_model
+import torch.nn.functional as F
+from conftest import tiny_config, tiny_model, tiny_model_for
 from test_loss_terms import context, fill_memory, flatten_model, hand_ce, hand_kl, teacher_with_logits, unit
 from torch import nn
 
@@ -20,10 +21,11 @@ from lifelong_kd.heads import (
     CosineClassifier,
     FixedClassifier,
     IncrementalClassifier,
+    LocalSimilarityClassifier,
     MultiHeadClassifier,
 )
-from lifelong_kd.losses import margin_ranking
-from lifelong_kd.models import ContinualModel, build_model
+from lifelong_kd.losses import margin_ranking, nca_loss, pod_spatial
+from lifelong_kd.models import ContinualModel, build_model, frozen_copy
 from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import build_strategy
 from lifelong_kd.strategies.xder import damped_transplant
@@ -51,7 +53,8 @@ def test_distillation_groups_one_softmax_or_one_per_old_task():
 
 def test_head_registry_builds_the_layouts_with_their_widths():
     assert {name: HEADS[name].build(4, 10).num_classes for name in HEADS} == {
-        "incremental": 0, "multi": 0, "fixed": 10, "cosine": 0, "bias-corrected": 0}
+        "incremental": 0, "multi": 0, "fixed": 10, "cosine": 0, "local-similarity": 0,
+        "bias-corrected": 0}
     assert FixedClassifier.future_units and not CosineClassifier.future_units
 
 
@@ -421,3 +424,118 @@ def test_xder_task_end_memory_is_balanced_and_updates_only_the_units_the_paper_s
     for row in torch.nonzero(y >= 2).flatten():
         truth = logits[row, y[row]]
         assert truth > 0 and logits[row, :2].max() <= truth + 1e-6
+
+
+# ---------------------------------------------------------------- PODNet
+
+
+def hand_pod(student_maps, teacher_maps):
+    """(1/L) sum_l mean_i || unit(width- and height-pooled h^2) - the teacher's ||, spelt out per sample."""
+    total = 0.0
+    for s, t in zip(student_maps, teacher_maps):
+        per_sample = []
+        for a, b in zip(s, t):  # (C, H, W) each
+            pa = torch.cat([(a * a).sum(2).flatten(), (a * a).sum(1).flatten()])
+            pb = torch.cat([(b * b).sum(2).flatten(), (b * b).sum(1).flatten()])
+            d = pa / (pa * pa).sum().sqrt() - pb / (pb * pb).sum().sqrt()
+            per_sample.append((d * d).sum().sqrt())
+        total += torch.stack(per_sample).mean()
+    return total / len(student_maps)
+
+
+def test_pod_spatial_by_hand():
+    """One 1x2x2 map: student [[1, 2], [3, 4]] pools (sum over width of h^2) to (5, 25) and (over height)
+    to (10, 20); the teacher's [[1, 0], [0, 1]] to (1, 1) and (1, 1)."""
+    student = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    teacher = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    a = torch.tensor([5.0, 25.0, 10.0, 20.0])
+    expected = (a / a.norm() - torch.full((4,), 0.5)).norm()
+    assert pod_spatial([student], [teacher]).item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.manual_seed(0)
+    maps = [torch.randn(3, 4, 6, 5), torch.randn(3, 2, 3, 3)]
+    others = [m + 0.3 * torch.randn_like(m) for m in maps]
+    assert pod_spatial(maps, others).item() == pytest.approx(hand_pod(maps, others).item(), rel=1e-5)
+    assert pod_spatial(maps, [2.0 * m for m in maps]).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
+
+
+def hand_nca(z, y, margin):
+    """mean_i max(0, log sum_{c != y_i} exp(z_ic) - (z_iy - margin))."""
+    losses = []
+    for row, label in zip(z, y):
+        others = torch.cat([row[:label], row[label + 1 :]])
+        losses.append(torch.clamp(others.exp().sum().log() - (row[label] - margin), min=0))
+    return torch.stack(losses).mean()
+
+
+def test_nca_loss_by_hand_and_its_hinge():
+    z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [5.0, -3.0, -3.0]])
+    y = torch.tensor([0, 2, 0])
+    assert nca_loss(z, y, 0.6).item() == pytest.approx(hand_nca(z, y, 0.6).item(), rel=1e-6)
+    assert hand_nca(z[2:], y[2:], 0.6) == 0  # a confident row is hinged to zero
+
+
+class TwoProxies(LocalSimilarityClassifier):
+    proxies = 2
+
+
+def test_local_similarity_head_by_hand_and_its_growth():
+    """logit_c = eta * sum_k softmax_k(s_c) s_ck over the class's 2 proxies' cosines."""
+    head = TwoProxies(2, 1)
+    with torch.no_grad():
+        head.blocks[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))  # class 0's proxies
+        head.scale.fill_(2.0)
+    features = torch.tensor([[3.0, 4.0]])  # cosines 0.6 and 0.8
+    weights = torch.tensor([0.6, 0.8]).exp() / torch.tensor([0.6, 0.8]).exp().sum()
+    assert head(features).item() == pytest.approx(2.0 * (weights * torch.tensor([0.6, 0.8])).sum().item(), rel=1e-6)
+    before = head(features).detach().clone()
+    head.grow(3)
+    assert head.num_classes == 3 and head.blocks[1].weight.shape == (4, 2)
+    assert torch.equal(head(features)[:, :1].detach(), before)
+
+
+def test_local_similarity_imprinting_uses_kmeans_centres_of_each_class():
+    """Class 1's normalised features form two tight groups: its two proxies point at them."""
+    head = TwoProxies(2, 1)
+    head.grow(2)
+    features = torch.tensor([[1.0, 0.01], [1.0, -0.01], [0.01, 1.0], [-0.01, 1.0]])
+    head.imprint(features, torch.tensor([1, 1, 1, 1]), torch.Generator().manual_seed(0))
+    proxies = F.normalize(head.blocks[1].weight.detach(), dim=1)
+    assert sorted(proxies[:, 0].round(decimals=3).tolist()) == [0.0, 1.0]
+
+
+def test_stage_outputs_come_with_the_same_features():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
+    for name, count in (("reduced-resnet18", 4), ("resnet32", 3), ("small-cnn", 2)):
+        backbone = build_model(name, 3, 4).backbone.eval()
+        features, maps = backbone(x, stages=True)
+        assert torch.equal(features, backbone(x)) and len(maps) == count
+
+
+def test_podnet_loss_is_nca_plus_adaptive_pod_spatial_and_flat(tiny_stream):
+    """Task 1 (2 old of 4 seen): NCA + sqrt(4/2) * (3 * POD-spatial + 1 * (1 - cos)) on a real model pair."""
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 3, 6, "local-similarity", last_relu=False)
+    model.grow(2)
+    teacher = frozen_copy(model)
+    model.grow(4)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ctx = context(tiny_stream, 1, model, teacher)
+    x = torch.randn(3, 3, 8, 8)
+    features, maps = model.backbone(x, stages=True)
+    logits = model.head(features)
+    y = torch.tensor([0, 2, 3])
+    step = Step(x, x, y, 3, features, logits, stages=maps)
+    podnet = build_strategy("podnet", memory=6)
+    teacher_features, teacher_maps = teacher.backbone(x, stages=True)
+    cos = (features * teacher_features).sum(1) / (features.norm(dim=1) * teacher_features.norm(dim=1))
+    expected = hand_nca(logits, y, 0.6) + math.sqrt(2) * (3 * hand_pod(maps, teacher_maps) + (1 - cos).mean())
+    assert podnet.loss(ctx, step).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_podnet_run_reports_cnn_and_nme(tiny_stream):
+    doc = Runner(tiny_model_for(tiny_stream, "podnet"), build_strategy("podnet", memory=12, lr=0.05), tiny_stream,
+                 tiny_config(), progress=False).run()
+    assert doc["matrices"]["nme_class_il"][-1][0] is not None and doc["matrices"]["class_il"][-1][2] > 0

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 STRATEGIES = {"finetune": {"lr": 0.05}, "lwf": {"lr": 0.05}, "derpp": {"lr": 0.05, "memory": 40},
               "icarl": {"lr": 0.05, "memory": 24}, "er-ace": {"lr": 0.05, "memory": 40},
               "wa": {"lr": 0.05, "memory": 24}, "lucir": {"lr": 0.05, "memory": 24},
-              "bic": {"lr": 0.05, "memory": 24, "bias_epochs": 3}, "xder": {"lr": 0.05, "memory": 40}}
+              "bic": {"lr": 0.05, "memory": 24, "bias_epochs": 3}, "xder": {"lr": 0.05, "memory": 40},
+              "podnet": {"lr": 0.05, "memory": 24}}
 # 2 processes against 1 after 3 tasks (~30 SGD steps): float32 sums in another order (BatchNorm's over
 # two shards, the gradient's average over two processes) moved no weight by more than 2.4e-7 here
 PARAMETER_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
@@ -85,7 +86,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[dict, list[dict]]]:
     return done
 
 
-@pytest.mark.parametrize("strategy", ["finetune", "lwf", "derpp", "er-ace", "wa", "lucir", "bic", "xder"])
+@pytest.mark.parametrize("strategy", ["finetune", "lwf", "derpp", "er-ace", "wa", "lucir", "bic", "xder", "podnet"])
 def test_two_processes_train_as_one_with_the_global_batch(runs, strategy):
     one, (rank0, rank1) = runs[strategy]
     for name, value in one["parameters"].items():

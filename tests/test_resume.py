@@ -35,6 +35,7 @@ STRATEGIES = {
     "lucir": ["--memory", "30"],
     "bic": ["--memory", "30", "--bias-epochs", "2"],
     "xder": ["--memory", "30"],
+    "podnet": ["--memory", "30"],
 }
 KILL_POINTS = ["step:1", "step:5", "step:9", "memory:2", "evaluate:2", "checkpoint:3", "step:15"]
 

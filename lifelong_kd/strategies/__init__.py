@@ -16,11 +16,13 @@ from .joint import Joint
 from .kd_mse import KDMSE
 from .lucir import LUCIR
 from .lwf import LwF
+from .podnet import PODNet
 from .wa import WA
 from .xder import XDER
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, BiC, WA, LUCIR, DER, DERpp, XDER)
+    cls.name: cls
+    for cls in (Finetune, Joint, LwF, KDMSE, ER, ERKD, ERACE, ICaRL, BiC, WA, LUCIR, PODNet, DER, DERpp, XDER)
 }
 
 

@@ -46,6 +46,7 @@ class Strategy:
     head: ClassVar[str] = "incremental"
     broken_heads: ClassVar[dict[str, str]] = {}
     features_before_relu: ClassVar[bool] = False
+    uses_stages: ClassVar[bool] = False  # the training forward also returns the backbone's stage outputs
 
     def __init__(self, **overrides: Any) -> None:
         given = {key: value for key, value in overrides.items() if value is not None}

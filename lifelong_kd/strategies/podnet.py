@@ -1,0 +1,72 @@
+"""PODNet (Douillard et al., PODNet: Pooled Outputs Distillation for Small-Tasks Incremental Learning,
+ECCV 2020).
+
+On herding exemplars that join the training set (``ExemplarStrategy``), features before the last
+ReLU and PODNet's local-similarity classifier (``LocalSimilarityClassifier``, Eq. 8):
+- Classification: the hinged NCA loss with margin delta (Eq. 9; ``losses.nca_loss``).
+- POD-spatial (Eq. 2-4) on every stage's output of the backbone, student against teacher
+  (``losses.pod_spatial``), weighted lambda_s * sqrt(|C_seen| / |C_new|).
+- POD-flat (Eq. 5) on the final embedding, 1 - cos(h, h*), weighted lambda_f * sqrt(|C_seen| / |C_new|):
+  the paper's adaptive weights (Sec. 4.1), with |C_seen| all classes seen so far.
+- New classes' proxies imprinted from k-means centres of their features before the task.
+- The CNN (the classifier) and NME accuracies are both reported.
+Defaults: the authors' CIFAR-100 options (``podnet_cnn_cifar100.yaml``): lr 0.1, momentum 0.9, weight
+decay 5e-4, lambda_s 3, lambda_f 1, delta 0.6, 10 proxies per class, 20 exemplars per class by herding.
+Class-balanced fine-tuning, the paper's last step, is not implemented yet.
+"""
+
+import math
+
+import torch
+
+from ..context import Step, TaskContext
+from ..errors import UsageError
+from ..heads import LocalSimilarityClassifier
+from ..losses import cosine_feature_distillation, nca_loss, pod_spatial
+from ..models import ContinualModel
+from ..settings import Setting, training_settings
+from .exemplars import ExemplarStrategy
+from .replay import replay_settings
+
+AUTHORS = "PODNet's podnet_cnn_cifar100.yaml"
+
+
+class PODNet(ExemplarStrategy):
+    name = "podnet"
+    paper = "Douillard et al., PODNet: Pooled Outputs Distillation for Small-Tasks Incremental Learning, ECCV 2020"
+    help = "pooled spatial + flat feature distillation, local-similarity classifier with the NCA loss"
+    head = "local-similarity"
+    features_before_relu = True
+    uses_stages = True
+    settings = (
+        *training_settings(0.1, momentum=0.9, weight_decay=5e-4, source=AUTHORS),
+        *replay_settings(("herding", "class-balanced"), replay_batches=False),
+        Setting("pod_spatial", 3.0, "PODNet's lambda_s, the weight of POD-spatial", low=0.0, source=AUTHORS),
+        Setting("pod_flat", 1.0, "PODNet's lambda_f, the weight of POD-flat", low=0.0, source=AUTHORS),
+        Setting("nca_margin", 0.6, "PODNet's NCA margin delta", low=0.0, source=AUTHORS),
+    )
+
+    def check_model(self, model: ContinualModel) -> None:
+        if not isinstance(model.head, LocalSimilarityClassifier):
+            raise UsageError(f"podnet needs the local-similarity head (--head local-similarity), not "
+                             f"'{model.head.kind}'")
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Imprint the new classes' proxies from the current model's features (not in the first task)."""
+        super().before_task(ctx)
+        if ctx.n_old:
+            train = ctx.task.train
+            generator = torch.Generator().manual_seed(ctx.seed * 100_003 + ctx.task.index)
+            ctx.model.head.imprint(ctx.features_of(train.x), train.y.to(ctx.device), generator)
+
+    def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        """NCA + lambda_s * adaptive * POD-spatial + lambda_f * adaptive * POD-flat."""
+        value = nca_loss(step.logits[:, : ctx.n_seen], step.y, self.hparams["nca_margin"])
+        if ctx.teacher is None:
+            return value
+        adaptive = math.sqrt(ctx.n_seen / (ctx.n_seen - ctx.n_old))
+        teacher_maps = ctx.teacher_stages(step.x)
+        teacher_features = ctx.teacher_outputs(step.x)[0]
+        spatial = pod_spatial(step.stages, teacher_maps)
+        flat = cosine_feature_distillation(step.features, teacher_features)
+        return value + adaptive * (self.hparams["pod_spatial"] * spatial + self.hparams["pod_flat"] * flat)
