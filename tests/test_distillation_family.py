@@ -539,3 +539,26 @@ def test_podnet_run_reports_cnn_and_nme(tiny_stream):
     doc = Runner(tiny_model_for(tiny_stream, "podnet"), build_strategy("podnet", memory=12, lr=0.05), tiny_stream,
                  tiny_config(), progress=False).run()
     assert doc["matrices"]["nme_class_il"][-1][0] is not None and doc["matrices"]["class_il"][-1][2] > 0
+
+
+def test_podnet_balanced_finetuning_tunes_only_the_head_on_the_updated_balanced_memory(tiny_stream):
+    starts, ends = [], []
+
+    class Recorder(type(build_strategy("podnet"))):
+        def balanced_split(self, ctx):
+            split = super().balanced_split(ctx)
+            starts.append((split, {k: v.clone() for k, v in ctx.model.state_dict().items()}))
+            return split
+
+        def after_task(self, ctx):
+            super().after_task(ctx)
+            assert self.memory_task == ctx.task.index
+            ends.append({k: v.clone() for k, v in ctx.model.state_dict().items()})
+
+    Runner(tiny_model_for(tiny_stream, "podnet"), Recorder(memory=12, lr=0.05, finetune_epochs=2), tiny_stream,
+           tiny_config(), progress=False).run()
+    assert len(starts) == 2  # tasks 1 and 2
+    for (split, start), end, seen in zip(starts, ends[1:], (4, 6)):
+        assert torch.bincount(split.y).tolist() == [12 // seen] * seen
+        changed = {k for k in start if not torch.equal(start[k], end[k])}
+        assert changed and all(k.startswith("head.") for k in changed)

@@ -124,6 +124,11 @@ def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor)
     return F.cross_entropy(ctx.model.head.trained_logits(logits, y, ctx.n_seen, ctx.stream.task_of_class), y)
 
 
+def step_classification_loss(ctx: TaskContext, step: Step) -> torch.Tensor:
+    """``classification_loss`` of a whole step: a phase's loss that is the CE alone."""
+    return classification_loss(ctx, step.y, step.logits)
+
+
 def current(step: Step, tensor: torch.Tensor) -> torch.Tensor:
     """The rows of ``tensor`` that belong to the current task's batch."""
     return tensor[: step.n_current]

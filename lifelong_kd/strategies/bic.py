@@ -30,7 +30,7 @@ from ..heads import BiasCorrectedClassifier
 from ..losses import kl_distillation
 from ..models import ContinualModel
 from ..settings import TEMPERATURE, Setting, training_settings
-from .base import classification_loss
+from .base import classification_loss, step_classification_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -116,7 +116,7 @@ class BiC(ExemplarStrategy):
             p for p in model.parameters() if id(p) not in corrections])
         if not ctx.n_old:
             return (main,)
-        bias = Phase("bias correction", int(self.hparams["bias_epochs"]), loss=classification_loss_on_step,
+        bias = Phase("bias correction", int(self.hparams["bias_epochs"]), loss=step_classification_loss,
                      parameters=lambda model: [model.head.corrections[-1]], weight_decay=0.0,
                      freeze_backbone=True, data=self.validation_split, optimizer=("adam", self.hparams["bias_lr"]))
         return main, bias
@@ -133,11 +133,6 @@ def old_share_weighted_loss(ctx: TaskContext, step: Step, temperature: float) ->
     share = ctx.n_old / ctx.n_seen
     teacher = ctx.teacher_logits(step.x)[:, : ctx.n_old]
     return (1.0 - share) * ce + share * kl_distillation(step.logits[:, : ctx.n_old], teacher, temperature)
-
-
-def classification_loss_on_step(ctx: TaskContext, step: Step) -> torch.Tensor:
-    """The bias stage's loss: CE over the seen classes on the corrected logits."""
-    return classification_loss(ctx, step.y, step.logits)
 
 
 def _without(count: int, rows: torch.Tensor) -> torch.Tensor:

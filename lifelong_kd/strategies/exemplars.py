@@ -7,15 +7,19 @@ training set, and the nearest-mean-of-exemplars classifier (Rebuffi et al., iCaR
 - Classifier: nearest mean of exemplars, the class means of the exemplars' normalised features
   and those of their horizontal flips (where the stream allows flips), normalised (iCaRL, Alg. 1),
   reported as ``nme`` beside the head's accuracy.
+- Class-balanced fine-tuning (LUCIR, Sec. 3.4; PODNet, Sec. 4.2), for the methods that use it: a
+  phase after the main one that tunes only the head, the backbone frozen, on the updated memory
+  (as many samples of every class).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..buffer import ReplaySample, herding_order, rebuild_balanced
-from ..context import Step, TaskContext
+from ..context import Phase, Step, TaskContext
 from ..data import Split, concat_splits
 from .replay import ReplayStrategy
 
@@ -26,14 +30,16 @@ class ExemplarStrategy(ReplayStrategy):
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
         self.class_means: torch.Tensor | None = None
+        self.memory_task = -1  # the last task whose samples entered the memory
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "class_means": self.class_means}
+        return {**super().state_dict(), "class_means": self.class_means, "memory_task": self.memory_task}
 
     def load_state_dict(self, state: dict[str, Any], ctx: TaskContext) -> None:
         super().load_state_dict(state, ctx)
         means = state["class_means"]
         self.class_means = None if means is None else means.to(ctx.device)
+        self.memory_task = state["memory_task"]
 
     def training_split(self, ctx: TaskContext) -> Split:
         if not len(self.buffer):
@@ -48,6 +54,13 @@ class ExemplarStrategy(ReplayStrategy):
         """The memory changes only at the end of a task."""
 
     def after_task(self, ctx: TaskContext) -> None:
+        self.update_memory(ctx)
+        self.class_means = self.exemplar_means(ctx)
+
+    def update_memory(self, ctx: TaskContext) -> None:
+        """The task's exemplars enter the memory, once per task (a resumed fine-tuning phase finds them there)."""
+        if self.memory_task == ctx.task.index:
+            return
         if self.hparams["memory_policy"] == "herding":
             train = ctx.task.train
             features = ctx.features_of(train.x)
@@ -59,7 +72,19 @@ class ExemplarStrategy(ReplayStrategy):
             rebuild_balanced(self.buffer, train.x, train.y, ctx.task.index, order)
         else:
             super().after_task(ctx)
-        self.class_means = self.exemplar_means(ctx)
+        self.memory_task = ctx.task.index
+
+    def balanced_finetuning(self, epochs: int, lr: float, loss: Callable[[TaskContext, Step], torch.Tensor]) -> Phase:
+        """The class-balanced fine-tuning phase: ``epochs`` of SGD at ``lr`` on the head alone, on the
+        updated memory, with ``loss``."""
+        return Phase("balanced fine-tuning", epochs, loss=loss, parameters=lambda model: model.head.parameters(),
+                     freeze_backbone=True, data=self.balanced_split, optimizer=("sgd", lr))
+
+    def balanced_split(self, ctx: TaskContext) -> Split:
+        """The memory once the task's exemplars are in it: as many samples of every seen class."""
+        self.update_memory(ctx)
+        x, y, _ = self.buffer.contents()
+        return Split(x.cpu(), y.cpu())
 
     def exemplar_means(self, ctx: TaskContext) -> torch.Tensor:
         """Normalised mean of the normalised features of each class's exemplars and their flips."""

@@ -12,7 +12,8 @@ the last ReLU and a cosine head (``CosineClassifier``):
 - The accuracy of the CNN (the cosine head) and of the NME classifier are both reported.
 Defaults: the paper's CIFAR-100 setting (Sec. 4.1; the authors' ``class_incremental_cosine_cifar100.py``):
 lr 0.1, momentum 0.9, weight decay 5e-4, lambda_base 5, K 2, m 0.5, 20 exemplars per class chosen by
-herding. Class-balanced fine-tuning, the paper's option, is not implemented yet.
+herding. Class-balanced fine-tuning of the head (Sec. 3.4), the paper's option, is off by default
+(``--finetune-epochs N``; its lr of 0.01 is ours, not the paper's).
 """
 
 import math
@@ -25,7 +26,7 @@ from ..heads import CosineClassifier
 from ..losses import cosine_feature_distillation, margin_ranking
 from ..models import ContinualModel
 from ..settings import Setting, training_settings
-from .base import classification_loss
+from .base import classification_loss, step_classification_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -45,6 +46,10 @@ class LUCIR(ExemplarStrategy):
         Setting("hard_negatives", 2, "LUCIR's K: new classes ranked below each exemplar's class", low=1,
                 source=PAPER),
         Setting("margin", 0.5, "LUCIR's margin m of the ranking loss", low=0.0, source=PAPER),
+        Setting("finetune_epochs", 0, "epochs of class-balanced fine-tuning of the head after each task (0: none)",
+                low=0, source="LUCIR's option, off"),
+        Setting("finetune_lr", 0.01, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
+                source="ours"),
     )
 
     def check_model(self, model: ContinualModel) -> None:
@@ -59,12 +64,16 @@ class LUCIR(ExemplarStrategy):
             ctx.model.head.imprint(ctx.features_of(train.x), train.y.to(ctx.device))
 
     def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
-        """One main phase; after the first task it trains everything but the old classes' rows."""
+        """After the first task: the main phase trains everything but the old classes' rows; the
+        class-balanced fine-tuning of the head follows when asked for."""
         if not ctx.n_old:
             return super().phases(ctx, epochs)
         old_rows = {id(block.weight) for block in ctx.model.head.blocks[:-1]}
-        return (Phase("main", epochs, parameters=lambda model: [
-            p for p in model.parameters() if id(p) not in old_rows]),)
+        main = Phase("main", epochs, parameters=lambda model: [p for p in model.parameters() if id(p) not in old_rows])
+        if not self.hparams["finetune_epochs"]:
+            return (main,)
+        return main, self.balanced_finetuning(self.hparams["finetune_epochs"], self.hparams["finetune_lr"],
+                                              step_classification_loss)
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """CE(sigma * cos) + lambda * (1 - cos(f*, f)) + margin ranking of the exemplars."""

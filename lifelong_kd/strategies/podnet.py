@@ -9,17 +9,19 @@ ReLU and PODNet's local-similarity classifier (``LocalSimilarityClassifier``, Eq
 - POD-flat (Eq. 5) on the final embedding, 1 - cos(h, h*), weighted lambda_f * sqrt(|C_seen| / |C_new|):
   the paper's adaptive weights (Sec. 4.1), with |C_seen| all classes seen so far.
 - New classes' proxies imprinted from k-means centres of their features before the task.
+- Class-balanced fine-tuning of the classifier after each task but the first (Sec. 4.2; the
+  NCA loss on the updated memory, ``ExemplarStrategy.balanced_finetuning``).
 - The CNN (the classifier) and NME accuracies are both reported.
 Defaults: the authors' CIFAR-100 options (``podnet_cnn_cifar100.yaml``): lr 0.1, momentum 0.9, weight
-decay 5e-4, lambda_s 3, lambda_f 1, delta 0.6, 10 proxies per class, 20 exemplars per class by herding.
-Class-balanced fine-tuning, the paper's last step, is not implemented yet.
+decay 5e-4, lambda_s 3, lambda_f 1, delta 0.6, 10 proxies per class, 20 exemplars per class by herding,
+fine-tuning of the classifier for 20 epochs at lr 0.05.
 """
 
 import math
 
 import torch
 
-from ..context import Step, TaskContext
+from ..context import Phase, Step, TaskContext
 from ..errors import UsageError
 from ..heads import LocalSimilarityClassifier
 from ..losses import cosine_feature_distillation, nca_loss, pod_spatial
@@ -44,6 +46,10 @@ class PODNet(ExemplarStrategy):
         Setting("pod_spatial", 3.0, "PODNet's lambda_s, the weight of POD-spatial", low=0.0, source=AUTHORS),
         Setting("pod_flat", 1.0, "PODNet's lambda_f, the weight of POD-flat", low=0.0, source=AUTHORS),
         Setting("nca_margin", 0.6, "PODNet's NCA margin delta", low=0.0, source=AUTHORS),
+        Setting("finetune_epochs", 20, "epochs of class-balanced fine-tuning of the head after each task (0: none)",
+                low=0, source=AUTHORS),
+        Setting("finetune_lr", 0.05, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
+                source=AUTHORS),
     )
 
     def check_model(self, model: ContinualModel) -> None:
@@ -59,9 +65,20 @@ class PODNet(ExemplarStrategy):
             generator = torch.Generator().manual_seed(ctx.seed * 100_003 + ctx.task.index)
             ctx.model.head.imprint(ctx.features_of(train.x), train.y.to(ctx.device), generator)
 
+    def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
+        """The main phase, then (after the first task) the class-balanced fine-tuning of the classifier."""
+        main = super().phases(ctx, epochs)
+        if not ctx.n_old or not self.hparams["finetune_epochs"]:
+            return main
+        return (*main, self.balanced_finetuning(self.hparams["finetune_epochs"], self.hparams["finetune_lr"],
+                                                self.classification))
+
+    def classification(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        return nca_loss(step.logits[:, : ctx.n_seen], step.y, self.hparams["nca_margin"])
+
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """NCA + lambda_s * adaptive * POD-spatial + lambda_f * adaptive * POD-flat."""
-        value = nca_loss(step.logits[:, : ctx.n_seen], step.y, self.hparams["nca_margin"])
+        value = self.classification(ctx, step)
         if ctx.teacher is None:
             return value
         adaptive = math.sqrt(ctx.n_seen / (ctx.n_seen - ctx.n_old))
