@@ -84,7 +84,7 @@ class ExemplarStrategy(ReplayStrategy):
         """The memory once the task's exemplars are in it: as many samples of every seen class."""
         self.update_memory(ctx)
         x, y, _ = self.buffer.contents()
-        return Split(x.cpu(), y.cpu())
+        return Split(x.cpu().clone(), y.cpu().clone())  # a copy: the memory changes after the task
 
     def exemplar_means(self, ctx: TaskContext) -> torch.Tensor:
         """Normalised mean of the normalised features of each class's exemplars and their flips."""
