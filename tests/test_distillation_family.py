@@ -339,7 +339,8 @@ def xder_context(tiny_stream, task_index):
 def test_xder_loss_by_hand(tiny_stream):
     """Task 1 (2 past, 2 current, 2 future units): CE over units 2.. of the current rows + alpha * MSE on
     the first replay half + beta * CE over the past units on the second + eta * (past + future hinges)."""
-    xder = build_strategy("xder", memory=6, replay_batch_size=1, alpha=0.3, beta=0.5, eta=0.1, margin=0.3)
+    xder = build_strategy("xder", memory=6, replay_batch_size=1, alpha=0.3, beta=0.5, eta=0.1,
+                          constraint_margin=0.3)
     fill_memory(xder, tiny_stream, torch.tensor([[1.0, -1.0, 0.0, 0.5, 0.0, 0.0]] * 6))
     ctx = xder_context(tiny_stream, 1)
     xder.before_task(ctx)

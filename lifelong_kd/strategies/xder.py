@@ -50,7 +50,8 @@ class XDER(DERpp):
         ALPHA.with_default(0.3, MAMMOTH),
         BETA.with_default(0.5, MAMMOTH),
         Setting("eta", 5e-3, "X-DER's weight of the past and future logit constraints", low=0.0, source=MAMMOTH),
-        Setting("margin", 0.3, "X-DER's margin m of the logit constraints", low=0.0, source="Mammoth xder_ce.py"),
+        Setting("constraint_margin", 0.3, "X-DER's margin m of the past and future logit constraints", low=0.0,
+                source="Mammoth xder_ce.py"),
         Setting("gamma", 0.85, "X-DER's damping of transplanted logits", low=0.0, high=1.0,
                 source="Mammoth xder_ce.py"),
     )
@@ -99,7 +100,8 @@ class XDER(DERpp):
         if not ctx.n_old:
             return step.logits.new_zeros(())
         p = F.softmax(current(step, step.logits)[:, : ctx.n_seen].float(), dim=1)
-        gap = p[:, : ctx.n_old].max(1).values.detach() + self.hparams["margin"] - p[:, ctx.n_old :].max(1).values
+        margin = self.hparams["constraint_margin"]
+        gap = p[:, : ctx.n_old].max(1).values.detach() + margin - p[:, ctx.n_old :].max(1).values
         return _violations_mean(gap, ctx)
 
     def future_constraint(self, ctx: TaskContext, step: Step) -> torch.Tensor:
@@ -109,7 +111,7 @@ class XDER(DERpp):
         logits = step.logits.float()
         unit_task = torch.tensor(ctx.stream.task_of_class[: logits.shape[1]], device=logits.device)
         own = unit_task.unsqueeze(0) == unit_task[step.y].unsqueeze(1)
-        gap = logits[:, ctx.n_seen :].max(1).values + self.hparams["margin"] - logits.masked_fill(
+        gap = logits[:, ctx.n_seen :].max(1).values + self.hparams["constraint_margin"] - logits.masked_fill(
             ~own, float("-inf")).max(1).values
         return _violations_mean(gap, ctx)
 
