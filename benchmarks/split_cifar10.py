@@ -13,6 +13,8 @@ at its ``--eval-precision``) and records those matrices beside the run's.
         --memories 200 500 --output split_cifar10_replay.json
     python benchmarks/split_cifar10.py --strategies finetune lwf er der derpp \
         --memories 500 --seeds 1 2 --output split_cifar10_seeds.json
+    python benchmarks/split_cifar10.py --strategies er-ace bic wa lucir podnet xder \
+        --memories 200 500 --output split_cifar10_family.json
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lifelong_kd.cli import build_parser
 from lifelong_kd.run_command import prepare_run
 from lifelong_kd.runner import Runner
 
-REPLAY = {"er", "er-kd", "icarl", "der", "derpp"}
+REPLAY = {"er", "er-kd", "er-ace", "icarl", "bic", "wa", "lucir", "podnet", "der", "derpp", "xder"}
 PUBLISHED = {
     # DER paper (Buzzega et al. 2020), Table 2, Seq-CIFAR-10, ResNet-18, 50 epochs per task:
     # class-IL / task-IL accuracy, keyed "strategy" or "strategy/M". Reference only: not our protocol.

@@ -563,3 +563,30 @@ def test_podnet_balanced_finetuning_tunes_only_the_head_on_the_updated_balanced_
         assert torch.bincount(split.y).tolist() == [12 // seen] * seen
         changed = {k for k in start if not torch.equal(start[k], end[k])}
         assert changed and all(k.startswith("head.") for k in changed)
+
+
+def test_podnet_freezes_the_old_proxies_in_its_main_phase(tiny_stream):
+    model = tiny_model_for(tiny_stream, "podnet")
+    model.grow(2)
+    model.grow(4)
+    ctx = context(tiny_stream, 1, model)
+    main, finetuning = build_strategy("podnet").phases(ctx, 1)
+    trained = {id(p) for p in main.parameters(model)}
+    assert id(model.head.blocks[0].weight) not in trained and id(model.head.blocks[1].weight) in trained
+    assert {id(p) for p in finetuning.parameters(model)} == {id(p) for p in model.head.parameters()}
+
+
+def test_lucir_finetuning_loss_is_ce_plus_margin_ranking(tiny_stream):
+    ctx, model = lucir_context(tiny_stream)
+    lucir = build_strategy("lucir", finetune_epochs=3)
+    main, finetuning = lucir.phases(ctx, 1)
+    assert finetuning.epochs == 3 and finetuning.optimizer == ("sgd", 0.01) and finetuning.freeze_backbone
+    features = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 4.0]])
+    y = torch.tensor([0, 3])
+    logits = model.head(features)
+    cos = torch.stack([unit(f.tolist()) for f in features]) @ torch.stack(
+        [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1]), unit([1, 1, 0])]).T
+    hinge = (0.5 - cos[0, 0] + cos[0, 2:]).clamp(min=0).mean()
+    expected = hand_ce(2.0 * cos, y) + hinge
+    x = torch.zeros(2, 3, 1, 1)
+    assert finetuning.loss(ctx, Step(x, x, y, 2, features, logits)).item() == pytest.approx(expected.item(), rel=1e-5)

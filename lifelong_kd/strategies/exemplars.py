@@ -74,6 +74,12 @@ class ExemplarStrategy(ReplayStrategy):
             super().after_task(ctx)
         self.memory_task = ctx.task.index
 
+    def main_phase_without_old_rows(self, ctx: TaskContext, epochs: int) -> Phase:
+        """The main phase, training everything but the head's rows of the old classes (LUCIR's and PODNet's
+        authors' code: the old classes' embeddings at lr 0)."""
+        old_rows = {id(block.weight) for block in ctx.model.head.blocks[:-1]}
+        return Phase("main", epochs, parameters=lambda model: [p for p in model.parameters() if id(p) not in old_rows])
+
     def balanced_finetuning(self, epochs: int, lr: float, loss: Callable[[TaskContext, Step], torch.Tensor]) -> Phase:
         """The class-balanced fine-tuning phase: ``epochs`` of SGD at ``lr`` on the head alone, on the
         updated memory, with ``loss``."""

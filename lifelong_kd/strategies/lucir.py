@@ -12,8 +12,10 @@ the last ReLU and a cosine head (``CosineClassifier``):
 - The accuracy of the CNN (the cosine head) and of the NME classifier are both reported.
 Defaults: the paper's CIFAR-100 setting (Sec. 4.1; the authors' ``class_incremental_cosine_cifar100.py``):
 lr 0.1, momentum 0.9, weight decay 5e-4, lambda_base 5, K 2, m 0.5, 20 exemplars per class chosen by
-herding. Class-balanced fine-tuning of the head (Sec. 3.4), the paper's option, is off by default
-(``--finetune-epochs N``; its lr of 0.01 is ours, not the paper's).
+herding. Class-balanced fine-tuning of the head (Sec. 3.4), the paper's option, is off by default;
+``--finetune-epochs 20`` gives the authors' (``cbf_class_incremental_cosine_cifar100.py``: 20 epochs at
+lr 0.01, the whole head with the backbone frozen, CE and margin ranking; its lr step at epoch 10 is not
+reproduced).
 """
 
 import math
@@ -26,7 +28,7 @@ from ..heads import CosineClassifier
 from ..losses import cosine_feature_distillation, margin_ranking
 from ..models import ContinualModel
 from ..settings import Setting, training_settings
-from .base import classification_loss, step_classification_loss
+from .base import classification_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -47,9 +49,9 @@ class LUCIR(ExemplarStrategy):
                 source=PAPER),
         Setting("margin", 0.5, "LUCIR's margin m of the ranking loss", low=0.0, source=PAPER),
         Setting("finetune_epochs", 0, "epochs of class-balanced fine-tuning of the head after each task (0: none)",
-                low=0, source="LUCIR's option, off"),
+                low=0, source="LUCIR's option, off (20 in the authors' cbf script)"),
         Setting("finetune_lr", 0.01, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
-                source="ours"),
+                source="the authors' cbf script"),
     )
 
     def check_model(self, model: ContinualModel) -> None:
@@ -68,12 +70,20 @@ class LUCIR(ExemplarStrategy):
         class-balanced fine-tuning of the head follows when asked for."""
         if not ctx.n_old:
             return super().phases(ctx, epochs)
-        old_rows = {id(block.weight) for block in ctx.model.head.blocks[:-1]}
-        main = Phase("main", epochs, parameters=lambda model: [p for p in model.parameters() if id(p) not in old_rows])
+        main = self.main_phase_without_old_rows(ctx, epochs)
         if not self.hparams["finetune_epochs"]:
             return (main,)
         return main, self.balanced_finetuning(self.hparams["finetune_epochs"], self.hparams["finetune_lr"],
-                                              step_classification_loss)
+                                              self.finetuning_loss)
+
+    def finetuning_loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        """CE + margin ranking: the loss of the authors' class-balanced fine-tuning, whose less-forget term
+        is constant with the backbone frozen."""
+        return classification_loss(ctx, step.y, step.logits) + self.ranking(ctx, step)
+
+    def ranking(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        cosines = step.logits[:, : ctx.n_seen] / ctx.model.head.sigma
+        return margin_ranking(cosines, step.y, ctx.n_old, self.hparams["hard_negatives"], self.hparams["margin"])
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """CE(sigma * cos) + lambda * (1 - cos(f*, f)) + margin ranking of the exemplars."""
@@ -83,6 +93,4 @@ class LUCIR(ExemplarStrategy):
         weight = self.hparams["lambda_base"] * math.sqrt(ctx.n_old / (ctx.n_seen - ctx.n_old))
         teacher_features = ctx.teacher_outputs(step.x)[0]
         less_forget = weight * cosine_feature_distillation(step.features, teacher_features)
-        cosines = step.logits[:, : ctx.n_seen] / ctx.model.head.sigma
-        ranking = margin_ranking(cosines, step.y, ctx.n_old, self.hparams["hard_negatives"], self.hparams["margin"])
-        return ce + less_forget + ranking
+        return ce + less_forget + self.ranking(ctx, step)

@@ -8,7 +8,8 @@ ReLU and PODNet's local-similarity classifier (``LocalSimilarityClassifier``, Eq
   (``losses.pod_spatial``), weighted lambda_s * sqrt(|C_seen| / |C_new|).
 - POD-flat (Eq. 5) on the final embedding, 1 - cos(h, h*), weighted lambda_f * sqrt(|C_seen| / |C_new|):
   the paper's adaptive weights (Sec. 4.1), with |C_seen| all classes seen so far.
-- New classes' proxies imprinted from k-means centres of their features before the task.
+- New classes' proxies imprinted from k-means centres of their features before the task; the old
+  classes' proxies stay frozen after their task.
 - Class-balanced fine-tuning of the classifier after each task but the first (Sec. 4.2; the
   NCA loss on the updated memory, ``ExemplarStrategy.balanced_finetuning``).
 - The CNN (the classifier) and NME accuracies are both reported.
@@ -66,11 +67,14 @@ class PODNet(ExemplarStrategy):
             ctx.model.head.imprint(ctx.features_of(train.x), train.y.to(ctx.device), generator)
 
     def phases(self, ctx: TaskContext, epochs: int) -> tuple[Phase, ...]:
-        """The main phase, then (after the first task) the class-balanced fine-tuning of the classifier."""
-        main = super().phases(ctx, epochs)
-        if not ctx.n_old or not self.hparams["finetune_epochs"]:
-            return main
-        return (*main, self.balanced_finetuning(self.hparams["finetune_epochs"], self.hparams["finetune_lr"],
+        """After the first task: the main phase with the old classes' proxies frozen (the authors'
+        ``groupwise_factors.old_weights: 0``), then the class-balanced fine-tuning of the classifier."""
+        if not ctx.n_old:
+            return super().phases(ctx, epochs)
+        main = self.main_phase_without_old_rows(ctx, epochs)
+        if not self.hparams["finetune_epochs"]:
+            return (main,)
+        return (main, self.balanced_finetuning(self.hparams["finetune_epochs"], self.hparams["finetune_lr"],
                                                 self.classification))
 
     def classification(self, ctx: TaskContext, step: Step) -> torch.Tensor:
