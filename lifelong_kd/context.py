@@ -70,6 +70,10 @@ class TaskContext:
     def seen_tasks(self) -> tuple[Task, ...]:
         return self.stream.tasks[: self.task.index + 1]
 
+    def task_generator(self) -> torch.Generator:
+        """A CPU generator seeded by the run's seed and the task: the same draws on every process."""
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.task.index)
+
     def features_of(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """The model's features of uint8 ``images`` (no augmentation), in eval mode, as float32. On many
         processes each computes its shard and the features are gathered: the same on every process."""

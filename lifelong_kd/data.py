@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ class TaskStream:
         """Number of classes over all tasks."""
         return len(self.class_order)
 
-    @property
+    @cached_property
     def task_of_class(self) -> tuple[int, ...]:
         """The task of each (remapped) class: tasks may differ in size (``--first-task-classes``)."""
         return tuple(task.index for task in self.tasks for _ in task.classes)

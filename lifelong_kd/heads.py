@@ -18,6 +18,7 @@ logit bit-identical.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
@@ -38,6 +39,7 @@ class IncrementalClassifier(nn.Module):
     kind: ClassVar[str] = "incremental"
     help: ClassVar[str] = "one head over all classes seen so far, grown each task (class-IL)"
     future_units: ClassVar[bool] = False  # units for classes not seen yet (evaluated on the next task)
+    aligns_by_rows: ClassVar[bool] = True  # scaling a class's rows scales its logit (weight aligning)
 
     def __init__(self, in_features: int, num_classes: int = 0) -> None:
         super().__init__()
@@ -57,7 +59,7 @@ class IncrementalClassifier(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """All rows, (num_classes, in_features): a concatenated view for reading."""
+        """All rows, (num_classes, in_features): a concatenated copy, for reading."""
         return torch.cat([block.weight for block in self.blocks]) if self.blocks else torch.empty(0, self.in_features)
 
     def grow(self, num_classes: int) -> None:
@@ -88,12 +90,13 @@ class IncrementalClassifier(nn.Module):
         """Multiply the weight and bias rows of classes [start, stop) by ``factor``, in place: their
         logits become exactly ``factor`` times what they were."""
         offset = 0
-        for block in self.blocks:
-            low, high = max(start - offset, 0), min(stop - offset, block.out_features)
-            if low < high:
-                block.weight[low:high] *= factor
-                block.bias[low:high] *= factor
-            offset += block.out_features
+        with torch.no_grad():
+            for block in self.blocks:
+                low, high = max(start - offset, 0), min(stop - offset, block.out_features)
+                if low < high:
+                    block.weight[low:high] *= factor
+                    block.bias[low:high] *= factor
+                offset += block.out_features
 
 
 class FixedClassifier(IncrementalClassifier):
@@ -128,14 +131,11 @@ class MultiHeadClassifier(IncrementalClassifier):
     kind = "multi"
     help = "one head per task; training restricts cross-entropy to the current task's head (task-IL)"
 
-    def task_head(self, task: int) -> nn.Linear:
-        return self.blocks[task]
-
     def trained_logits(self, logits: torch.Tensor, y: torch.Tensor, n_seen: int,
                        task_of_class: Sequence[int]) -> torch.Tensor:
         """The seen units, with every unit outside the sample's own task at -inf."""
         logits = logits[:, :n_seen]
-        unit_task = torch.tensor(task_of_class[:n_seen], device=logits.device)
+        unit_task = unit_tasks(tuple(task_of_class[:n_seen]), logits.device)
         return logits.masked_fill(unit_task.unsqueeze(0) != unit_task[y].unsqueeze(1), float("-inf"))
 
     def distillation_groups(self, n_old: int, task_of_class: Sequence[int]) -> list[slice]:
@@ -160,6 +160,7 @@ class CosineClassifier(IncrementalClassifier):
     """
 
     kind = "cosine"
+    aligns_by_rows = False
     help = "cosine-normalised head with a learnable scale sigma, grown each task (LUCIR)"
 
     def __init__(self, in_features: int, num_classes: int = 0) -> None:
@@ -202,14 +203,17 @@ class CosineClassifier(IncrementalClassifier):
 class LocalSimilarityClassifier(IncrementalClassifier):
     """PODNet's local-similarity classifier (Douillard et al., ECCV 2020, Eq. 8): K proxies per class,
 
-        s_{c,k} = <theta_{c,k} / ||theta_{c,k}||, h / ||h||>,   logit_c = eta * sum_k softmax_k(s_{c,.}) s_{c,k}
+        s_{c,k} = -|| theta_{c,k} / ||theta_{c,k}|| - h / ||h|| ||^2 = 2 cos(theta_{c,k}, h) - 2,
+        logit_c = eta * sum_k softmax_k(s_{c,.}) s_{c,k}
 
-    with eta a learnt scale starting at 1 (PODNet's ``learned_scaling``). Each growth adds a block of
+    the similarity of the authors' code (``neg_stable_cosine_distance``; the paper writes a cosine),
+    with eta a learnt scale starting at 1 (``learned_scaling``). Each growth adds a block of
     ``proxies`` rows per class; ``imprint`` sets them from k-means centres of the class's normalised
     features (PODNet's multi-centre imprinting). Blocks hold weight rows only (no bias).
     """
 
     kind = "local-similarity"
+    aligns_by_rows = False
     help = "PODNet's local-similarity classifier: several cosine proxies per class, a learnt scale"
     proxies: ClassVar[int] = 10  # PODNet's CIFAR-100 setting
 
@@ -228,13 +232,13 @@ class LocalSimilarityClassifier(IncrementalClassifier):
         return block
 
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
-        """sum_k softmax_k(s_{c,.}) s_{c,k}, before the scale: (batch, num_classes)."""
+        """sum_k softmax_k(s_{c,.}) s_{c,k} with s = 2 cos - 2, before the scale: (batch, num_classes)."""
         if not self.blocks:
             return features.new_zeros(features.shape[0], 0)
         unit = F.normalize(features, dim=1)
         cosines = torch.cat([F.linear(unit, F.normalize(block.weight, dim=1)) for block in self.blocks], dim=1)
-        cosines = cosines.view(len(features), -1, self.proxies)
-        return (F.softmax(cosines, dim=2) * cosines).sum(dim=2)
+        similarities = 2.0 * cosines.view(len(features), -1, self.proxies) - 2.0
+        return (F.softmax(similarities, dim=2) * similarities).sum(dim=2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.scale * self.similarities(features)
@@ -283,6 +287,7 @@ class BiasCorrectedClassifier(IncrementalClassifier):
     """
 
     kind = "bias-corrected"
+    aligns_by_rows = False
     help = "linear head with BiC's two-parameter bias correction of each task's logits"
 
     def __init__(self, in_features: int, num_classes: int = 0) -> None:
@@ -304,6 +309,12 @@ class BiasCorrectedClassifier(IncrementalClassifier):
 
     def scale_rows(self, start: int, stop: int, factor: torch.Tensor | float) -> None:
         raise TypeError("a bias-corrected head's logits do not scale with its rows: weight aligning does not apply")
+
+@lru_cache(maxsize=32)
+def unit_tasks(task_of_class: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The task of each unit as a tensor on ``device``, made once per layout and device (no copy per step)."""
+    return torch.tensor(task_of_class, device=device)
+
 
 HEADS: dict[str, type[IncrementalClassifier]] = {
     cls.kind: cls for cls in (IncrementalClassifier, MultiHeadClassifier, FixedClassifier, CosineClassifier,

@@ -90,24 +90,26 @@ def cosine_feature_distillation(student_features: torch.Tensor, teacher_features
 
 
 def margin_ranking(cosines: torch.Tensor, labels: torch.Tensor, n_old: int, hard: int = 2,
-                   margin: float = 0.5) -> torch.Tensor:
+                   margin: float = 0.5, compared: torch.Tensor | None = None) -> torch.Tensor:
     """LUCIR's inter-class separation (Hou et al. 2019, Eq. 8), on the cosine scores (no scale).
 
     For every sample of an old class (label < ``n_old``), its ground-truth score must beat each of the
     ``hard`` highest new-class scores (units ``n_old ..``) by ``margin``:
 
-        L = mean_{i old, k <= K} max(m - cos(theta_{y_i}, f_i) + cos(theta_k, f_i), 0)
+        L = sum_{i old, k <= K} max(m - cos(theta_{y_i}, f_i) + cos(theta_k, f_i), 0) / (K * #old)
 
-    the mean over the old samples' K pairs, as LUCIR's code (``nn.MarginRankingLoss``). Zero
-    when the batch holds no old-class sample.
+    the mean over the old samples' K pairs, as LUCIR's code (``nn.MarginRankingLoss``); zero when the
+    batch holds no old-class sample. ``compared`` replaces the denominator K * #old: on many processes
+    the global batch's, divided by the number of processes (see ``masked_mse_distillation``).
+    No host sync: the old rows are a mask, not a selection.
     """
-    old = labels < n_old
-    scores = cosines.float()[old]
-    if not len(scores):
-        return scores.sum()
-    truth = scores.gather(1, labels[old].unsqueeze(1))
+    scores = cosines.float()
+    truth = scores.gather(1, labels.unsqueeze(1))
     hardest = scores[:, n_old:].topk(min(hard, scores.shape[1] - n_old), dim=1).values
-    return (margin - truth + hardest).clamp(min=0).mean()
+    old = (labels < n_old).unsqueeze(1)
+    hinge = (margin - truth + hardest).clamp(min=0) * old
+    count = old.sum() * hardest.shape[1] if compared is None else compared
+    return hinge.sum() / count.clamp(min=1)
 
 
 def pod_spatial(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor]) -> torch.Tensor:
@@ -127,10 +129,11 @@ def pod_spatial(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tenso
     return total / len(student_maps)
 
 
-def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float = 0.6) -> torch.Tensor:
-    """PODNet's hinged NCA loss (Douillard et al. 2020, Eq. 9) on scaled similarities z:
+def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor = 0.6) -> torch.Tensor:
+    """PODNet's hinged NCA loss (Douillard et al. 2020, Eq. 9) on logits z = eta * s (s the similarities,
+    eta the learnt scale), with the margin in the logits' units, ``margin`` = eta * delta:
 
-        L = mean_i [ -log( exp(z_{i,y_i} - delta) / sum_{c != y_i} exp(z_{i,c}) ) ]_+
+        L = mean_i [ -log( exp(eta (s_{i,y_i} - delta)) / sum_{c != y_i} exp(eta s_{i,c}) ) ]_+
 
     The denominator leaves the true class out, as the paper writes it.
     """

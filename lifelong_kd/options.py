@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from .context import Step, TaskContext
+from .errors import UsageError
 from .losses import cosine_feature_distillation
+from .models import ContinualModel
 
 
 class Option:
@@ -18,6 +20,9 @@ class Option:
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor | None:
         return None
+
+    def check_model(self, model: ContinualModel) -> None:
+        """Raise ``UsageError`` when the option cannot work with ``model``."""
 
     def after_task(self, ctx: TaskContext) -> None:
         """Called after the strategy's ``after_task``, before the teacher snapshot."""
@@ -35,6 +40,11 @@ class WeightAligning(Option):
     """
 
     name = "wa"
+
+    def check_model(self, model: ContinualModel) -> None:
+        if not model.head.aligns_by_rows:
+            raise UsageError(f"--wa aligns the rows of a linear head; the {model.head.kind} head's logits do not "
+                             "scale with its rows")
 
     def after_task(self, ctx: TaskContext) -> None:
         align_weights(ctx)

@@ -105,6 +105,8 @@ class Runner:
         self.strategy = strategy
         strategy.check_stream(stream.num_classes)
         strategy.check_model(model)
+        for option in self.options:
+            option.check_model(model)
         strategy.resolve_loop_settings(self.config.epochs)
         if self.dist.active and config.sync_bn:
             global_batch_norm(model)

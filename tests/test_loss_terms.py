@@ -218,6 +218,15 @@ def test_er_ace_incoming_ce_is_over_the_present_classes_and_replay_ce_over_all(t
     assert er_ace.loss(ctx, step).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_er_ace_replays_nothing_during_the_first_task(tiny_stream):
+    """As the authors' code and Mammoth's: the memory fills during task 0 and replay starts at task 1."""
+    er_ace = build_strategy("er-ace", memory=6, replay_batch_size=2)
+    fill_memory(er_ace, tiny_stream)
+    generator = torch.Generator().manual_seed(0)
+    assert er_ace.replay_batch(context(tiny_stream, 0, flatten_model(3 * 8 * 8, 2)), generator) is None
+    assert len(er_ace.replay_batch(context(tiny_stream, 1, flatten_model(3 * 8 * 8, 4)), generator)) == 2
+
+
 def test_er_ace_masks_exactly_the_absent_classes(tiny_stream):
     """Classes 2 and 3 arrive: the incoming rows' gradient is zero on the old units 0, 1 (absent) and not on
     2, 3; the replayed row's gradient reaches every unit. In the first task nothing is masked."""

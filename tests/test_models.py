@@ -34,7 +34,7 @@ def test_multi_head_has_one_head_per_task():
     head = MultiHeadClassifier(4)
     head.grow(2)
     head.grow(5)
-    assert head.task_head(0).out_features == 2 and head.task_head(1).out_features == 3
+    assert [block.out_features for block in head.blocks] == [2, 3]
 
 
 @pytest.mark.parametrize("name,features", [

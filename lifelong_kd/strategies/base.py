@@ -11,6 +11,7 @@ from ..buffer import ReplaySample
 from ..context import Phase, Step, TaskContext
 from ..data import Split
 from ..errors import UsageError
+from ..losses import kl_distillation
 from ..models import ContinualModel
 from ..settings import Setting, training_settings
 
@@ -45,6 +46,7 @@ class Strategy:
     memory_defaults: ClassVar[dict[int, dict[str, Any]]] = {}
     head: ClassVar[str] = "incremental"
     broken_heads: ClassVar[dict[str, str]] = {}
+    requires_head: ClassVar[bool] = False  # the method works only on its paper's head
     features_before_relu: ClassVar[bool] = False
     uses_stages: ClassVar[bool] = False  # the training forward also returns the backbone's stage outputs
 
@@ -74,7 +76,10 @@ class Strategy:
         return {setting.name: setting.default for setting in cls.settings}
 
     def check_model(self, model: ContinualModel) -> None:
-        """Raise ``UsageError`` when the method cannot work with ``model`` (its head's type)."""
+        """Raise ``UsageError`` when the method cannot work with ``model``: by default, when it
+        ``requires_head`` and the model has another."""
+        if self.requires_head and model.head.kind != self.head:
+            raise UsageError(f"{self.name} needs the {self.head} head (--head {self.head}), not '{model.head.kind}'")
 
     def check_stream(self, num_classes: int) -> None:
         """Raise ``UsageError`` when the settings cannot work on a stream of ``num_classes`` classes."""
@@ -122,6 +127,17 @@ def classification_loss(ctx: TaskContext, y: torch.Tensor, logits: torch.Tensor)
     a fixed head's every unit, as Mammoth does; with one head per task (task-IL) the sample's own
     task's units."""
     return F.cross_entropy(ctx.model.head.trained_logits(logits, y, ctx.n_seen, ctx.stream.task_of_class), y)
+
+
+def old_share_weighted_loss(ctx: TaskContext, step: Step, temperature: float) -> torch.Tensor:
+    """BiC's Eq. 4 (WA's Eq. 5): (1 - n/(n+m)) * CE + n/(n+m) * KL(teacher/T || student/T) on the n old
+    units, for n old and m new classes."""
+    ce = classification_loss(ctx, step.y, step.logits)
+    if ctx.teacher is None:
+        return ce
+    share = ctx.n_old / ctx.n_seen
+    teacher = ctx.teacher_logits(step.x)[:, : ctx.n_old]
+    return (1.0 - share) * ce + share * kl_distillation(step.logits[:, : ctx.n_old], teacher, temperature)
 
 
 def step_classification_loss(ctx: TaskContext, step: Step) -> torch.Tensor:

@@ -12,7 +12,10 @@ On herding exemplars (``ExemplarStrategy``) and a linear head with a bias-correc
 - Stage 2 (Eq. 5), the bias correction: everything frozen but the newest task's (alpha, beta),
   trained with the CE on the validation set, q_k = alpha * o_k + beta for the new classes.
 - The validation set is class-balanced: the paper's 9:1 split of the old classes' exemplars, and
-  as many samples of each new class, drawn from the new data (``validation_fraction``).
+  as many samples of each new class, drawn from the new data (``validation_fraction``; at least one
+  per class, never an old class's last exemplar).
+- The memory is M samples in all, M // C per seen class (like every replay method here); the paper's
+  CIFAR-100 runs keep 2,000.
 Defaults: the paper's CIFAR-100 setting (Sec. 5.1: SGD lr 0.1, weight decay 2e-4, T 2, 9:1 split;
 momentum 0.9 as in WA, which follows it). The bias stage: Adam at lr 1e-3 for 250 epochs, Mammoth's
 ``bic.py`` (the paper gives no value). Mammoth's lambda is 1 / (t + 1), which equals n / (n + m)
@@ -25,12 +28,8 @@ import torch
 
 from ..context import Phase, Step, TaskContext
 from ..data import Split, concat_splits
-from ..errors import UsageError
-from ..heads import BiasCorrectedClassifier
-from ..losses import kl_distillation
-from ..models import ContinualModel
 from ..settings import TEMPERATURE, Setting, training_settings
-from .base import classification_loss, step_classification_loss
+from .base import old_share_weighted_loss, step_classification_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -43,6 +42,7 @@ class BiC(ExemplarStrategy):
     paper = "Wu et al., Large Scale Incremental Learning, CVPR 2019"
     help = "n/(n+m)-weighted KD + CE, then a 2-parameter bias correction of the new logits on a held-out set"
     head = "bias-corrected"
+    requires_head = True
     settings = (
         *training_settings(0.1, momentum=0.9, weight_decay=2e-4, source=PAPER),
         *replay_settings(("herding", "class-balanced"), replay_batches=False),
@@ -58,10 +58,6 @@ class BiC(ExemplarStrategy):
         super().__init__(**overrides)
         self.held_out: dict[str, torch.Tensor] | None = None  # rows of the memory and of the task's data
 
-    def check_model(self, model: ContinualModel) -> None:
-        if not isinstance(model.head, BiasCorrectedClassifier):
-            raise UsageError(f"bic needs the bias-corrected head (--head bias-corrected), not '{model.head.kind}'")
-
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "held_out": self.held_out}
 
@@ -70,8 +66,10 @@ class BiC(ExemplarStrategy):
         self.held_out = state["held_out"]
 
     def before_task(self, ctx: TaskContext) -> None:
-        """Hold out, at random, ``validation_fraction`` of each old class's exemplars and as many
-        samples of each new class (the same draw on every process: seeded by the run and the task)."""
+        """Hold out, at random, ``validation_fraction`` of each old class's exemplars (at least 1, and
+        never a class's last one) and as many samples of each new class; the same draw on every process
+        (``TaskContext.task_generator``). With a single exemplar per class nothing is held out and
+        the task has no bias stage."""
         super().before_task(ctx)
         self.held_out = None
         if not ctx.n_old:
@@ -79,8 +77,10 @@ class BiC(ExemplarStrategy):
         _, memory_y, _ = self.buffer.contents()
         memory_y, task_y = memory_y.cpu(), ctx.task.train.y
         smallest = min(int((memory_y == c).sum()) for c in range(ctx.n_old))
-        per_class = max(1, round(self.hparams["validation_fraction"] * smallest))
-        generator = torch.Generator().manual_seed(ctx.seed * 100_003 + ctx.task.index)
+        per_class = min(max(1, round(self.hparams["validation_fraction"] * smallest)), smallest - 1)
+        if per_class < 1:
+            return
+        generator = ctx.task_generator()
 
         def draw(labels: torch.Tensor, classes: range) -> torch.Tensor:
             rows = [torch.nonzero(labels == c).flatten() for c in classes]
@@ -114,7 +114,7 @@ class BiC(ExemplarStrategy):
         corrections = {id(pair) for pair in ctx.model.head.corrections}
         main = Phase("main", epochs, parameters=lambda model: [
             p for p in model.parameters() if id(p) not in corrections])
-        if not ctx.n_old:
+        if self.held_out is None:
             return (main,)
         bias = Phase("bias correction", int(self.hparams["bias_epochs"]), loss=step_classification_loss,
                      parameters=lambda model: [model.head.corrections[-1]], weight_decay=0.0,
@@ -123,16 +123,6 @@ class BiC(ExemplarStrategy):
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         return old_share_weighted_loss(ctx, step, self.hparams["temperature"])
-
-
-def old_share_weighted_loss(ctx: TaskContext, step: Step, temperature: float) -> torch.Tensor:
-    """BiC's Eq. 4 (WA's Eq. 5): (1 - n/(n+m)) * CE + n/(n+m) * KL(teacher/T || student/T) on the n old units."""
-    ce = classification_loss(ctx, step.y, step.logits)
-    if ctx.teacher is None:
-        return ce
-    share = ctx.n_old / ctx.n_seen
-    teacher = ctx.teacher_logits(step.x)[:, : ctx.n_old]
-    return (1.0 - share) * ce + share * kl_distillation(step.logits[:, : ctx.n_old], teacher, temperature)
 
 
 def _without(count: int, rows: torch.Tensor) -> torch.Tensor:

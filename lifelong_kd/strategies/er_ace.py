@@ -8,13 +8,15 @@ replayed samples' cross-entropy is over every seen class, as in ER:
     L = CE(f(x_in)[:, C_in], y_in) + CE(f(x_buf), y_buf)
 
 Each term is the mean over its own rows. As in the authors' code and Mammoth's ``er_ace``, the
-first task is not masked, and a fixed head leaves the units of classes not seen yet unmasked.
+first task is not masked and replays nothing (the memory fills during it), and a fixed head leaves
+the units of classes not seen yet unmasked.
 Under torchrun ``C_in`` is the whole incoming batch's classes (``Step.current_labels``).
 Defaults: ER's Seq-CIFAR-10 grid (lr 0.1, reservoir memory); the paper tunes on other streams.
 """
 
 import torch
 
+from ..buffer import ReplaySample
 from ..context import Step, TaskContext
 from ..settings import training_settings
 from .base import classification_loss
@@ -27,6 +29,9 @@ class ERACE(ReplayStrategy):
     help = "ER with an asymmetric CE: incoming samples compete only among the classes present in their batch"
     settings = (*training_settings(0.1, source="ER's DER-paper grid (no published Seq-CIFAR-10 ER-ACE grid)"),
                 *replay_settings())
+
+    def replay_batch(self, ctx: TaskContext, generator: torch.Generator) -> ReplaySample | None:
+        return super().replay_batch(ctx, generator) if ctx.n_old else None
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         n = step.n_current

@@ -39,7 +39,7 @@ class ExemplarStrategy(ReplayStrategy):
         super().load_state_dict(state, ctx)
         means = state["class_means"]
         self.class_means = None if means is None else means.to(ctx.device)
-        self.memory_task = state["memory_task"]
+        self.memory_task = state.get("memory_task", -1)  # checkpoints before the field: not yet for this task
 
     def training_split(self, ctx: TaskContext) -> Split:
         if not len(self.buffer):

@@ -11,8 +11,9 @@ the last ReLU and a cosine head (``CosineClassifier``):
   from the normalised class-mean features before the task (Sec. 3.2; ``CosineClassifier.imprint``).
 - The accuracy of the CNN (the cosine head) and of the NME classifier are both reported.
 Defaults: the paper's CIFAR-100 setting (Sec. 4.1; the authors' ``class_incremental_cosine_cifar100.py``):
-lr 0.1, momentum 0.9, weight decay 5e-4, lambda_base 5, K 2, m 0.5, 20 exemplars per class chosen by
-herding. Class-balanced fine-tuning of the head (Sec. 3.4), the paper's option, is off by default;
+lr 0.1, momentum 0.9, weight decay 5e-4, lambda_base 5, K 2, m 0.5, exemplars chosen by herding (the
+paper keeps 20 per class; here the memory is M in all, M // C per seen class, as for every replay method).
+Class-balanced fine-tuning of the head (Sec. 3.4), the paper's option, is off by default;
 ``--finetune-epochs 20`` gives the authors' (``cbf_class_incremental_cosine_cifar100.py``: 20 epochs at
 lr 0.01, the whole head with the backbone frozen, CE and margin ranking; its lr step at epoch 10 is not
 reproduced).
@@ -23,10 +24,7 @@ import math
 import torch
 
 from ..context import Phase, Step, TaskContext
-from ..errors import UsageError
-from ..heads import CosineClassifier
 from ..losses import cosine_feature_distillation, margin_ranking
-from ..models import ContinualModel
 from ..settings import Setting, training_settings
 from .base import classification_loss
 from .exemplars import ExemplarStrategy
@@ -40,6 +38,7 @@ class LUCIR(ExemplarStrategy):
     paper = "Hou et al., Learning a Unified Classifier Incrementally via Rebalancing, CVPR 2019"
     help = "cosine head + less-forget feature constraint + margin ranking on the hardest new classes"
     head = "cosine"
+    requires_head = True
     features_before_relu = True
     settings = (
         *training_settings(0.1, momentum=0.9, weight_decay=5e-4, source=PAPER),
@@ -53,10 +52,6 @@ class LUCIR(ExemplarStrategy):
         Setting("finetune_lr", 0.01, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
                 source="the authors' cbf script"),
     )
-
-    def check_model(self, model: ContinualModel) -> None:
-        if not isinstance(model.head, CosineClassifier):
-            raise UsageError(f"lucir needs the cosine head (--head cosine), not '{model.head.kind}'")
 
     def before_task(self, ctx: TaskContext) -> None:
         """Imprint the new classes' rows from the current model's class-mean features (not in the first task)."""
@@ -82,8 +77,11 @@ class LUCIR(ExemplarStrategy):
         return classification_loss(ctx, step.y, step.logits) + self.ranking(ctx, step)
 
     def ranking(self, ctx: TaskContext, step: Step) -> torch.Tensor:
+        """The margin ranking of the step's old-class rows, averaged over the global batch's pairs."""
+        hard = min(int(self.hparams["hard_negatives"]), ctx.n_seen - ctx.n_old)
+        compared = ctx.dist.mean((step.y < ctx.n_old).sum() * hard) if ctx.dist.active else None
         cosines = step.logits[:, : ctx.n_seen] / ctx.model.head.sigma
-        return margin_ranking(cosines, step.y, ctx.n_old, self.hparams["hard_negatives"], self.hparams["margin"])
+        return margin_ranking(cosines, step.y, ctx.n_old, hard, self.hparams["margin"], compared)
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """CE(sigma * cos) + lambda * (1 - cos(f*, f)) + margin ranking of the exemplars."""

@@ -4,7 +4,7 @@ The whole method, on herding exemplars that join the training set (``ExemplarStr
 - Loss (Eq. 5): L = (1 - lambda) * L_CE + lambda * L_KD, lambda = C_old / C_total, where L_KD is
   the distillation of the old units at temperature T (Eq. 3, Hinton's soft targets; here as
   KL(p || q), which differs from -sum p log q by the teacher's entropy, a constant): BiC's loss
-  (``bic.old_share_weighted_loss``).
+  (``base.old_share_weighted_loss``).
 - Weight clipping (Sec. 4.3): after every optimisation step the head's weights are clipped to be
   non-negative, as the features after the ReLU are.
 - Weight aligning (Eq. 8): after each task the new classes' rows are scaled by
@@ -17,9 +17,11 @@ weighs the terms CE + 2 * KD and does not clip; this file follows the paper.
 import torch
 
 from ..context import Step, TaskContext
+from ..errors import UsageError
+from ..models import ContinualModel
 from ..options import align_weights
 from ..settings import TEMPERATURE, training_settings
-from .bic import old_share_weighted_loss
+from .base import old_share_weighted_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -35,6 +37,11 @@ class WA(ExemplarStrategy):
         *replay_settings(("herding", "class-balanced"), replay_batches=False),
         TEMPERATURE.with_default(2.0, PYCIL),
     )
+
+    def check_model(self, model: ContinualModel) -> None:
+        if not model.head.aligns_by_rows:
+            raise UsageError(f"wa aligns the rows of a linear head; the {model.head.kind} head's logits do not scale "
+                             "with its rows")
 
     def loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """(1 - C_old / C_total) * CE + (C_old / C_total) * KL(teacher/T || student/T) on the old units."""

@@ -11,7 +11,8 @@ DER++ on a head with units for every class of the stream (``fixed``), with:
   the current batch; future: max logit over future units + m - max logit over the row's own
   task's units, on the current and replayed rows.
 - Memory: DER's reservoir during the first task; from its end on, class-balanced (M // C per
-  seen class), each new sample stored with its logits.
+  seen class, the first M % C classes one more; Mammoth spreads the remainder over the new classes
+  at random), each new sample stored with its logits.
 - Past-logit update (Sec. 4.1, ``damped_transplant``): a stored sample's logits for the units of
   tasks after its own are replaced by the current model's, scaled by gamma * z_y / max when their
   maximum would exceed the stored true-class logit z_y. At each task's end every past sample gets
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from ..buffer import rebuild_balanced
 from ..context import Step, TaskContext
 from ..errors import UsageError
+from ..heads import unit_tasks
 from ..models import ContinualModel
 from ..settings import ALPHA, BETA, Setting
 from .base import current
@@ -67,6 +69,12 @@ class XDER(DERpp):
             raise UsageError(f"xder needs a head with units for future classes (--head fixed), not "
                              f"'{model.head.kind}'")
 
+    def check_stream(self, num_classes: int) -> None:
+        """The memory is class-balanced after the first task: it must hold a sample of every class."""
+        if int(self.hparams["memory"]) < num_classes:
+            raise UsageError(f"--memory {self.hparams['memory']} is smaller than the stream's {num_classes} classes: "
+                             f"X-DER's class-balanced memory would leave some without a sample")
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "draws": self.draws}
 
@@ -76,7 +84,7 @@ class XDER(DERpp):
 
     def before_task(self, ctx: TaskContext) -> None:
         super().before_task(ctx)
-        self.draws = torch.zeros(self.buffer.capacity, dtype=torch.long)
+        self.draws = torch.zeros(self.buffer.capacity, dtype=torch.long, device=self.buffer.device)
 
     def current_loss(self, ctx: TaskContext, step: Step) -> torch.Tensor:
         """CE of the current rows over the current and future tasks' units."""
@@ -109,7 +117,7 @@ class XDER(DERpp):
         if ctx.n_seen == ctx.model.num_classes:
             return step.logits.new_zeros(())
         logits = step.logits.float()
-        unit_task = torch.tensor(ctx.stream.task_of_class[: logits.shape[1]], device=logits.device)
+        unit_task = unit_tasks(ctx.stream.task_of_class[: logits.shape[1]], logits.device)
         own = unit_task.unsqueeze(0) == unit_task[step.y].unsqueeze(1)
         gap = logits[:, ctx.n_seen :].max(1).values + self.hparams["constraint_margin"] - logits.masked_fill(
             ~own, float("-inf")).max(1).values
@@ -123,16 +131,15 @@ class XDER(DERpp):
             return
         if step.replay is None:
             return
-        index = step.replay.index.cpu()
-        self.draws[index] += 1
-        chosen = torch.rand(len(index), generator=self.buffer.rng) * self.draws[index] < 1
-        if chosen.any():
-            rows = step.n_current + torch.nonzero(chosen).flatten()
-            slots = index[chosen].to(self.buffer.device)
-            stored = self.buffer.logits[slots]
-            self.buffer.logits[slots] = damped_transplant(
-                stored, step.logits[rows].detach().float().to(stored.device), self.buffer.y[slots],
-                ctx.n_old, stored.shape[1], self.hparams["gamma"])
+        slots = step.replay.index.to(self.buffer.device)  # distinct: drawn without replacement
+        self.draws[slots] += 1
+        coin = torch.rand(len(slots), generator=self.buffer.rng).to(self.buffer.device)
+        chosen = (coin * self.draws[slots] < 1).unsqueeze(1)
+        stored = self.buffer.logits[slots]
+        outputs = step.logits[step.n_current :].detach().float().to(stored.device)
+        updated = damped_transplant(stored, outputs, self.buffer.y[slots], ctx.n_old, stored.shape[1],
+                                    self.hparams["gamma"])
+        self.buffer.logits[slots] = torch.where(chosen, updated, stored)  # no host sync
 
     def after_task(self, ctx: TaskContext) -> None:
         """The memory becomes class-balanced with the task's samples and their (damped) logits; the past
@@ -163,12 +170,11 @@ def damped_transplant(stored: torch.Tensor, outputs: torch.Tensor, labels: torch
     result = stored.clone()
     if stop <= start:
         return result
-    transplant = outputs[:, start:stop].clone()
-    truth = stored[torch.arange(len(labels)), labels]
+    transplant = outputs[:, start:stop]
+    truth = stored.gather(1, labels.unsqueeze(1)).squeeze(1)
     peak = transplant.max(1).values
-    over = peak > truth
-    transplant[over] *= (gamma * truth[over] / peak[over]).unsqueeze(1)
-    result[:, start:stop] = transplant
+    scale = torch.where(peak > truth, gamma * truth / peak, torch.ones_like(peak))  # no host sync
+    result[:, start:stop] = transplant * scale.unsqueeze(1)
     return result
 
 
@@ -176,7 +182,4 @@ def _violations_mean(gap: torch.Tensor, ctx: TaskContext) -> torch.Tensor:
     """The mean of ``gap`` over its positive entries (zero when none); on many processes the count is the
     global batch's divided by the number of processes, so that the processes' average is the global mean."""
     violated = gap > 0
-    count = violated.sum()
-    if ctx.dist.active:
-        count = ctx.dist.mean(count.float())
-    return (gap * violated).sum() / count.clamp(min=1)
+    return (gap * violated).sum() / ctx.dist.mean(violated.sum().float()).clamp(min=1)
