@@ -134,3 +134,18 @@ def test_xder_refuses_a_memory_without_room_for_every_class(tiny_stream):
                progress=False)
     with pytest.raises(UsageError, match="future classes"):
         Runner(tiny_model(tiny_stream), build_strategy("xder", memory=12), tiny_stream, tiny_config(), progress=False)
+
+
+def test_constraint_hinges_over_shards_are_the_global_mean(tiny_stream):
+    """Two shards with 3 and 1 violating rows: each divides by half the global count, so their average is
+    the mean over the whole batch's violations (what one process computes)."""
+    from types import SimpleNamespace
+
+    from lifelong_kd.strategies.xder import _violations_mean
+
+    gap = torch.tensor([0.5, -0.2, 0.1, 0.3, -1.0, 0.7, -0.1, -0.3])
+    whole = _violations_mean(gap, SimpleNamespace(dist=SimpleNamespace(mean=lambda t: t)))
+    assert whole.item() == pytest.approx((0.5 + 0.1 + 0.3 + 0.7) / 4)
+    half_of_global = SimpleNamespace(dist=SimpleNamespace(mean=lambda t: torch.tensor(4.0) / 2))
+    shards = [_violations_mean(gap[:4], half_of_global), _violations_mean(gap[4:], half_of_global)]
+    assert (sum(shards) / 2).item() == pytest.approx(whole.item())
