@@ -83,6 +83,10 @@ class Distributed:
         """This process's rows of a global batch of ``rows``: ``rank::world``."""
         return slice(self.rank, rows, self.world)
 
+    def shard_size(self, rows: int, rank: int | None = None) -> int:
+        """How many of ``rows`` rows a process's shard holds (``shard``; this process's by default)."""
+        return len(range(self.rank if rank is None else rank, rows, self.world))
+
     def step_rows(self, n_current: int, rows: int, device: torch.device) -> torch.Tensor:
         """This process's rows of a step's global batch: its shard of the ``n_current`` current samples,
         then its shard of the replayed ones that follow them (``rows`` in all)."""
@@ -92,7 +96,7 @@ class Distributed:
 
     def gather_step_rows(self, local: torch.Tensor, n_current: int, rows: int) -> torch.Tensor:
         """The inverse of ``step_rows``: the global batch's rows, current then replayed, from every shard."""
-        mine = len(range(self.rank, n_current, self.world))
+        mine = self.shard_size(n_current)
         current = self.gather_rows(local[:mine], n_current)
         if rows == n_current:
             return current
@@ -110,7 +114,7 @@ class Distributed:
         parts = parts.view(self.world, width, *local.shape[1:])
         merged = local.new_empty((rows, *local.shape[1:]))
         for rank in range(self.world):
-            count = len(range(rank, rows, self.world))
+            count = self.shard_size(rows, rank)
             merged[rank :: self.world] = parts[rank, :count]
         return merged
 

@@ -173,5 +173,5 @@ def _local(dist: Distributed, whole: Step) -> Step:
         return whole
     rows = dist.step_rows(whole.n_current, len(whole.y), whole.y.device)
     replay = None if whole.replay is None else whole.replay.rows(dist.shard(len(whole.replay)))
-    n_local = len(range(dist.rank, whole.n_current, dist.world))
+    n_local = dist.shard_size(whole.n_current)
     return Step(whole.raw[rows], whole.x[rows], whole.y[rows], n_local, whole.features, whole.logits, replay)
