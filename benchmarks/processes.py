@@ -59,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     origin = provenance()
     argv = ["--benchmark", "split-cifar10", "--data-root", str(args.data_root), "--strategy", "derpp",
-            "--max-train-per-class", str(args.per_class), "--epochs", "1", "--seed", str(args.seed), "--device", args.device,
-            "--amp", args.amp, "--quiet", *args.flags]
+            "--max-train-per-class", str(args.per_class), "--epochs", "1", "--seed", str(args.seed),
+            "--device", args.device, "--amp", args.amp, "--quiet", *args.flags]
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for processes in args.processes:
