@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -179,3 +183,38 @@ def state_hash(state: Any) -> str:
 
     visit(state)
     return digest.hexdigest()
+
+
+def run_forked(
+    world: int, work: Callable[[Distributed], Any], folder: Path, threads: int = 1, limit_seconds: int = 120,
+) -> list[Any]:
+    """``work(group)`` on ``world`` forked processes of ``threads`` threads each, joined in a gloo
+    group through a file in ``folder`` (one process: no group); each process's result, by rank.
+
+    For tests and benchmarks on one machine, the way ``torchrun`` would start the processes. A
+    process that fails prints its traceback; one still running after ``limit_seconds`` (a hung
+    collective) is ended by an alarm. Either raises ``RuntimeError`` here.
+    """
+    pids = []
+    for rank in range(world):
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                signal.alarm(limit_seconds)
+                torch.set_num_threads(threads)
+                group = Distributed(rank, world)
+                if world > 1:
+                    group.join("cpu", f"file://{folder / 'rendezvous'}")
+                torch.save(work(group), folder / f"rank{rank}.pt")
+                group.leave()
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    if codes != [0] * world:
+        raise RuntimeError(f"forked processes exited with {codes}")
+    return [torch.load(folder / f"rank{rank}.pt", weights_only=True) for rank in range(world)]

@@ -56,6 +56,10 @@ class TrainingForward(nn.Module):
         return features, self.head(features)
 
 
+# DistributedDataParallel's flag for broadcasting buffers before each forward, by its name in this torch
+_SYNC_BUFFERS_ARGUMENT = next(name for name in ("forward_sync_buffers", "broadcast_buffers")
+                              if name in signature(DistributedDataParallel).parameters)
+
 def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, float]:
     """``phase.epochs`` passes over the phase's data, from the runner's position; returns (images, seconds).
 
@@ -128,9 +132,7 @@ def _forward(runner: Runner, phase: Phase) -> nn.Module:
         return forward
     device_ids = [runner.device.index] if runner.device.type == "cuda" else None
     sync_buffers = not runner.config.sync_bn  # with global BatchNorm every process has the same statistics
-    named = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else (
-        "broadcast_buffers")  # the older torch's name
-    return DistributedDataParallel(forward, device_ids=device_ids, **{named: sync_buffers})
+    return DistributedDataParallel(forward, device_ids=device_ids, **{_SYNC_BUFFERS_ARGUMENT: sync_buffers})
 
 
 def train_step(
