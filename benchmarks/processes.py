@@ -54,12 +54,13 @@ def main() -> None:
     parser.add_argument("--amp", default="auto", help="--amp of the runs (auto: bf16 where the CPU has it)")
     parser.add_argument("--flags", nargs="*", default=[], help="more flags for every run (e.g. --no-sync-bn)")
     parser.add_argument("--per-class", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="processes.json")
     args = parser.parse_args()
     origin = provenance()
     argv = ["--benchmark", "split-cifar10", "--data-root", str(args.data_root), "--strategy", "derpp",
-            "--max-train-per-class", str(args.per_class), "--epochs", "1", "--seed", "0", "--device", args.device,
-            "--amp", args.amp, "--quiet", *args.flags]
+            "--max-train-per-class", str(args.per_class), "--epochs", "1", "--seed", str(args.seed),
+            "--device", args.device, "--amp", args.amp, "--quiet", *args.flags]
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for processes in args.processes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from common import SHARED_DATA, provenance, save
 
 from lifelong_kd.data import make_stream
-from lifelong_kd.distributed import Distributed
+from lifelong_kd.distributed import Distributed, run_forked
 from lifelong_kd.models import build_model
 from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import build_strategy
@@ -42,27 +41,8 @@ def weights(per_class: int, data_root: Path, group: Distributed) -> dict[str, to
 
 def in_processes(world: int, threads: int, per_class: int, data_root: Path) -> dict[str, torch.Tensor]:
     """``weights`` on rank 0 of ``world`` forked processes of ``threads`` threads each."""
-    folder = Path(tempfile.mkdtemp())
-    pids = []
-    for rank in range(world):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                torch.set_num_threads(threads)
-                group = Distributed(rank, world)
-                if world > 1:
-                    group.join("cpu", f"file://{folder / 'rendezvous'}")
-                result = weights(per_class, data_root, group)
-                if rank == 0:
-                    torch.save(result, folder / "weights.pt")
-                group.leave()
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    assert all(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in pids)
-    return torch.load(folder / "weights.pt", weights_only=True)
+    return run_forked(world, lambda group: weights(per_class, data_root, group), Path(tempfile.mkdtemp()),
+                      threads, limit_seconds=3600)[0]
 
 
 def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

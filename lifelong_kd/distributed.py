@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,6 +87,10 @@ class Distributed:
         """This process's rows of a global batch of ``rows``: ``rank::world``."""
         return slice(self.rank, rows, self.world)
 
+    def shard_size(self, rows: int, rank: int | None = None) -> int:
+        """How many of ``rows`` rows a process's shard holds (``shard``; this process's by default)."""
+        return len(range(self.rank if rank is None else rank, rows, self.world))
+
     def step_rows(self, n_current: int, rows: int, device: torch.device) -> torch.Tensor:
         """This process's rows of a step's global batch: its shard of the ``n_current`` current samples,
         then its shard of the replayed ones that follow them (``rows`` in all)."""
@@ -92,7 +100,7 @@ class Distributed:
 
     def gather_step_rows(self, local: torch.Tensor, n_current: int, rows: int) -> torch.Tensor:
         """The inverse of ``step_rows``: the global batch's rows, current then replayed, from every shard."""
-        mine = len(range(self.rank, n_current, self.world))
+        mine = self.shard_size(n_current)
         current = self.gather_rows(local[:mine], n_current)
         if rows == n_current:
             return current
@@ -110,7 +118,7 @@ class Distributed:
         parts = parts.view(self.world, width, *local.shape[1:])
         merged = local.new_empty((rows, *local.shape[1:]))
         for rank in range(self.world):
-            count = len(range(rank, rows, self.world))
+            count = self.shard_size(rows, rank)
             merged[rank :: self.world] = parts[rank, :count]
         return merged
 
@@ -175,3 +183,38 @@ def state_hash(state: Any) -> str:
 
     visit(state)
     return digest.hexdigest()
+
+
+def run_forked(
+    world: int, work: Callable[[Distributed], Any], folder: Path, threads: int = 1, limit_seconds: int = 120,
+) -> list[Any]:
+    """``work(group)`` on ``world`` forked processes of ``threads`` threads each, joined in a gloo
+    group through a file in ``folder`` (one process: no group); each process's result, by rank.
+
+    For tests and benchmarks on one machine, the way ``torchrun`` would start the processes. A
+    process that fails prints its traceback; one still running after ``limit_seconds`` (a hung
+    collective) is ended by an alarm. Either raises ``RuntimeError`` here.
+    """
+    pids = []
+    for rank in range(world):
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                signal.alarm(limit_seconds)
+                torch.set_num_threads(threads)
+                group = Distributed(rank, world)
+                if world > 1:
+                    group.join("cpu", f"file://{folder / 'rendezvous'}")
+                torch.save(work(group), folder / f"rank{rank}.pt")
+                group.leave()
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    if codes != [0] * world:
+        raise RuntimeError(f"forked processes exited with {codes}")
+    return [torch.load(folder / f"rank{rank}.pt", weights_only=True) for rank in range(world)]

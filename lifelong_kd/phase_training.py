@@ -64,6 +64,10 @@ class TrainingForward(nn.Module):
         return features, self.head(features)
 
 
+# DistributedDataParallel's flag for broadcasting buffers before each forward, by its name in this torch
+_SYNC_BUFFERS_ARGUMENT = next(name for name in ("forward_sync_buffers", "broadcast_buffers")
+                              if name in signature(DistributedDataParallel).parameters)
+
 def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, float]:
     """``phase.epochs`` passes over the phase's data, from the runner's position; returns (images, seconds).
 
@@ -143,9 +147,7 @@ def _forward(runner: Runner, phase: Phase) -> nn.Module:
         return forward
     device_ids = [runner.device.index] if runner.device.type == "cuda" else None
     sync_buffers = not runner.config.sync_bn  # with global BatchNorm every process has the same statistics
-    named = "forward_sync_buffers" if "forward_sync_buffers" in signature(DistributedDataParallel).parameters else (
-        "broadcast_buffers")  # the older torch's name
-    return DistributedDataParallel(forward, device_ids=device_ids, **{named: sync_buffers})
+    return DistributedDataParallel(forward, device_ids=device_ids, **{_SYNC_BUFFERS_ARGUMENT: sync_buffers})
 
 
 def train_step(
@@ -189,6 +191,6 @@ def _local(dist: Distributed, whole: Step) -> Step:
         return whole
     rows = dist.step_rows(whole.n_current, len(whole.y), whole.y.device)
     replay = None if whole.replay is None else whole.replay.rows(dist.shard(len(whole.replay)))
-    n_local = len(range(dist.rank, whole.n_current, dist.world))
+    n_local = dist.shard_size(whole.n_current)
     return Step(whole.raw[rows], whole.x[rows], whole.y[rows], n_local, whole.features, whole.logits, replay,
                 whole.current_labels)

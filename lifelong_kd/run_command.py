@@ -176,7 +176,7 @@ def run_arguments(args: argparse.Namespace, given: set[str], group: Distributed)
     group.barrier()
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     put_back = group.any(folder is not None and group.main and note is not None, torch.device("cpu"))
-    if args.resume is None and restarts and not put_back and args.out is not None and _any_checkpoint(args.out):
+    if args.resume is None and restarts and not put_back and args.out is not None and _settings_folder(args.out):
         if group.main:
             print(f"{PROG}: restarted by torchrun (restart {restarts}): resuming {args.out}", file=sys.stderr)
         args.resume = args.out
@@ -186,15 +186,18 @@ def run_arguments(args: argparse.Namespace, given: set[str], group: Distributed)
 def run_device(args: argparse.Namespace) -> str:
     """The device a ``run`` command trains on, known before its settings are resolved (the process group's
     backend depends on it): ``--device``, or with ``--resume`` the device the run was started with."""
-    if args.resume is not None and _any_checkpoint(args.resume):
-        folder = args.resume if _has_checkpoint(args.resume) else next(
-            seed for seed in sorted(args.resume.glob("seed_*")) if _has_checkpoint(seed))
+    folder = None if args.resume is None else _settings_folder(args.resume)
+    if folder is not None:
         return resolve_device(_saved_arguments(folder).get("device", args.device))
     return resolve_device(args.device)
 
 
-def _any_checkpoint(out: Path) -> bool:
-    return _has_checkpoint(out) or any(_has_checkpoint(folder) for folder in out.glob("seed_*"))
+def _settings_folder(out: Path) -> Path | None:
+    """The folder whose checkpoint holds the settings of the run in ``out``: ``out`` itself, or for a
+    ``--seeds`` group its first seed folder with a checkpoint; None when there is none."""
+    if _has_checkpoint(out):
+        return out
+    return next((folder for folder in sorted(out.glob("seed_*")) if _has_checkpoint(folder)), None)
 
 
 def resume_arguments(args: argparse.Namespace, given: set[str]) -> argparse.Namespace:
@@ -203,17 +206,16 @@ def resume_arguments(args: argparse.Namespace, given: set[str]) -> argparse.Name
     out = args.resume
     if args.out is not None and args.out != out:
         raise UsageError(f"--resume {out} with --out {args.out}: a run resumes in its own folder; drop --out")
-    if _has_checkpoint(out):
-        saved = _saved_arguments(out)
+    folder = _settings_folder(out)
+    if folder is None:
+        raise UsageError(f"--resume {out}: no checkpoint.pt there or in its seed_N folders; "
+                         "start the run with --out instead")
+    saved = _saved_arguments(folder)
+    if folder == out:
         failed = _failed(out)
     else:
-        seeds = sorted(out.glob("seed_*/" + CHECKPOINT)) + sorted(out.glob("seed_*/" + PREVIOUS))
-        if not seeds:
-            raise UsageError(f"--resume {out}: no checkpoint.pt there or in its seed_N folders; "
-                             "start the run with --out instead")
-        saved = _saved_arguments(seeds[0].parent)
         if "seed_group" not in saved:
-            raise UsageError(f"--resume {out}: {seeds[0].parent} is not part of a --seeds run; resume that folder")
+            raise UsageError(f"--resume {out}: {folder} is not part of a --seeds run; resume that folder")
         saved = {**saved, "seeds": saved.pop("seed_group"), "seed": None, "out": str(out)}
         failed = False  # a group resumes as it was; a failed seed resumes on its own with a lower --lr
     resumed = resumed_arguments(args, given, saved, failed)
