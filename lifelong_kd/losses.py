@@ -130,15 +130,21 @@ def pod_spatial(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tenso
 
 
 def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor = 0.6) -> torch.Tensor:
-    """PODNet's hinged NCA loss (Douillard et al. 2020, Eq. 9) on logits z = eta * s (s the similarities,
-    eta the learnt scale), with the margin in the logits' units, ``margin`` = eta * delta:
+    """PODNet's NCA loss (Douillard et al. 2020, Eq. 9) as its authors' code computes it
+    (``losses.nca`` with ``exclude_pos_denominator``, no hinge), on logits z = eta * s (s the
+    similarities, eta the learnt scale) with the margin in the logits' units, ``margin`` = eta * delta:
 
-        L = mean_i [ -log( exp(eta (s_{i,y_i} - delta)) / sum_{c != y_i} exp(eta s_{i,c}) ) ]_+
+        z'_i = z_i - margin * onehot(y_i),   L = mean_i [ log( sum_{c != y_i} exp(z'_ic) + exp(max_c z'_ic) ) - z'_iy ]
 
-    The denominator leaves the true class out, as the paper writes it.
+    Eq. 9's denominator leaves the true class out; the code's keeps exp(max_c z'_c) instead (it
+    zeroes the true class's entry after subtracting the row's maximum), which makes a negative
+    scale costly: without it the loss fell as eta turned negative (measured on Split-CIFAR-10).
     """
-    z = logits.float()
-    rows = torch.arange(len(labels), device=z.device)
-    others = z.clone()
-    others[rows, labels] = float("-inf")
-    return (torch.logsumexp(others, dim=1) - (z[rows, labels] - margin)).clamp(min=0).mean()
+    rows = torch.arange(len(labels), device=logits.device)
+    z = logits.float().clone()
+    z[rows, labels] = z[rows, labels] - margin
+    shifted = z - z.max(dim=1, keepdim=True).values
+    truth = shifted[rows, labels]
+    denominator = shifted.clone()
+    denominator[rows, labels] = 0.0  # exp(0): the row's maximum, in place of the true class
+    return (torch.logsumexp(denominator, dim=1) - truth).mean()

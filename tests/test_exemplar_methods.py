@@ -327,20 +327,25 @@ def test_pod_spatial_by_hand():
 
 
 def hand_nca(s, y, delta, eta=1.0):
-    """mean_i max(0, log sum_{c != y_i} exp(eta s_ic) - eta (s_iy - delta)), PODNet's Eq. 9."""
+    """mean_i [log(sum_{c != y_i} exp(z_ic) + exp(max_c z_ic)) - z_iy], z = eta (s - delta onehot(y)):
+    PODNet's NCA as its authors' code computes it."""
     losses = []
     for row, label in zip(s, y):
-        others = torch.cat([row[:label], row[label + 1 :]])
-        losses.append(torch.clamp((eta * others).exp().sum().log() - eta * (row[label] - delta), min=0))
+        z = eta * row.clone()
+        z[label] = eta * (row[label] - delta)
+        others = torch.cat([z[:label], z[label + 1 :]])
+        losses.append(torch.log(others.exp().sum() + z.max().exp()) - z[label])
     return torch.stack(losses).mean()
 
 
-def test_nca_loss_by_hand_and_its_hinge():
+def test_nca_loss_by_hand_and_its_cost_of_a_negative_scale():
     z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [5.0, -3.0, -3.0]])
     y = torch.tensor([0, 2, 0])
     assert nca_loss(z, y, 0.6).item() == pytest.approx(hand_nca(z, y, 0.6).item(), rel=1e-6)
-    assert nca_loss(z[2:], y[2:], 0.6).item() == 0  # a confident row is hinged to zero
-    assert nca_loss(z[:2], y[:2], 0.6).item() > 0
+    # a confident row costs little, about exp(z_c - z_y) summed, never below zero
+    assert 0 < nca_loss(z[2:], y[2:], 0.6).item() < 1e-2
+    # a negative scale is costly: the same similarities scaled by -1 lose more
+    assert nca_loss(-z[2:], y[2:], -0.6).item() > 5
 
 
 def test_podnet_loss_is_nca_plus_adaptive_pod_spatial_and_flat(tiny_stream):

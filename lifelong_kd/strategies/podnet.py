@@ -3,7 +3,8 @@ ECCV 2020).
 
 On herding exemplars that join the training set (``ExemplarStrategy``), features before the last
 ReLU and PODNet's local-similarity classifier (``LocalSimilarityClassifier``, Eq. 8):
-- Classification: the hinged NCA loss with margin delta (Eq. 9; ``losses.nca_loss``).
+- Classification: the NCA loss with margin delta (Eq. 9) as the authors' code computes it, its
+  denominator keeping the row's maximum (``losses.nca_loss``).
 - POD-spatial (Eq. 2-4) on every stage's output of the backbone, student against teacher
   (``losses.pod_spatial``), weighted lambda_s * sqrt(|C_seen| / |C_new|).
 - POD-flat (Eq. 5) on the final embedding, 1 - cos(h, h*), weighted lambda_f * sqrt(|C_seen| / |C_new|):
@@ -20,7 +21,6 @@ The similarities are the code's, 2 cos - 2 (``LocalSimilarityClassifier``), with
 learnt scale, eta (s_y - delta), as Eq. 9 and the code; in cosine units delta = 0.6 is 0.3 there, and a
 plain cosine with the same delta drove eta below zero on small streams (measured). Where this file
 differs from the authors' code (``incremental_learning.pytorch``), it follows the paper:
-- the NCA loss is hinged, as Eq. 9 (the code's ``hinge_proxynca`` is off);
 - the fine-tuning also trains the learnt scale (the code tunes the classifier's proxies only);
 - no gradient clipping (the code clamps every gradient to [-5, 5]);
 - POD-spatial reads each stage's output after its ReLU (the code's ResNet has none after its blocks);
