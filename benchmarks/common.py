@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import subprocess
@@ -10,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from lifelong_kd.data import make_stream
+from lifelong_kd.models import build_model
+from lifelong_kd.runner import Runner
+from lifelong_kd.strategies import build_strategy
+from lifelong_kd.training import TrainConfig, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,3 +57,15 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def derpp_first_tasks(data_root: Path, per_class: int, tasks: int, seed: int, config: TrainConfig,
+                      dist: Any = None) -> Runner:
+    """The Runner after DER++ on the first ``tasks`` tasks of Split-CIFAR-10 (``per_class`` images per
+    class, reduced ResNet-18, fixed head, seeded with ``seed``) under ``config`` (a ``TrainConfig``)."""
+    stream = make_stream("split-cifar10", data_root=data_root, n_tasks=5, max_train_per_class=per_class)
+    seed_everything(seed)
+    runner = Runner(build_model("reduced-resnet18", 3, 10, "fixed"), build_strategy("derpp"),
+                    dataclasses.replace(stream, tasks=stream.tasks[:tasks]), config, progress=False, dist=dist)
+    runner.run()
+    return runner

@@ -14,28 +14,19 @@ drift no faster than 1 thread does, splitting the batch changes nothing but floa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
 
 import torch
-from common import SHARED_DATA, provenance, save
+from common import SHARED_DATA, derpp_first_tasks, provenance, save
 
-from lifelong_kd.data import make_stream
 from lifelong_kd.distributed import Distributed, run_forked
-from lifelong_kd.models import build_model
-from lifelong_kd.runner import Runner
-from lifelong_kd.strategies import build_strategy
-from lifelong_kd.training import TrainConfig, seed_everything
+from lifelong_kd.training import TrainConfig
 
 
 def weights(per_class: int, data_root: Path, group: Distributed) -> dict[str, torch.Tensor]:
-    stream = make_stream("split-cifar10", data_root=data_root, n_tasks=5, max_train_per_class=per_class)
-    first = dataclasses.replace(stream, tasks=stream.tasks[:1])
-    seed_everything(0)
-    model = build_model("reduced-resnet18", 3, 10, "fixed")
     config = TrainConfig(amp="off", compile="off", channels_last=False, eval_batch_size=1000)
-    Runner(model, build_strategy("derpp"), first, config, progress=False, dist=group).run()
+    model = derpp_first_tasks(data_root, per_class, 1, 0, config, group).model
     return {name: value.clone() for name, value in model.state_dict().items() if value.is_floating_point()}
 
 

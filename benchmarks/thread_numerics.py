@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import hashlib
 import json
 import os
@@ -28,34 +27,24 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import SHARED_DATA, provenance, save
+from common import SHARED_DATA, derpp_first_tasks, provenance, save
 
 import lifelong_kd.phase_training as phase_training
 from lifelong_kd.data import make_stream
 from lifelong_kd.models import build_model
 from lifelong_kd.runner import Runner
-from lifelong_kd.strategies import build_strategy
-from lifelong_kd.training import TrainConfig, seed_everything
-
-
-def stream(data_root: Path, tasks: int):
-    whole = make_stream("split-cifar10", data_root=data_root, n_tasks=5, max_train_per_class=1000)
-    return dataclasses.replace(whole, tasks=whole.tasks[:tasks])
+from lifelong_kd.training import TrainConfig
 
 
 def run_derpp(data_root: Path, tasks: int, seed: int) -> Runner:
-    seed_everything(seed)
     config = TrainConfig(amp="bf16", compile="off", channels_last=True, eval_batch_size=1000, seed=seed)
-    runner = Runner(build_model("reduced-resnet18", 3, 10, "fixed"), build_strategy("derpp"), stream(data_root, tasks),
-                    config, progress=False)
-    runner.run()
-    return runner
+    return derpp_first_tasks(data_root, 1000, tasks, seed, config)
 
 
 def gradients(data_root: Path, model_path: Path) -> list[dict]:
     model = build_model("reduced-resnet18", 3, 10, "fixed")
     model.load_state_dict(torch.load(model_path, weights_only=True))
-    data = stream(data_root, 5)
+    data = make_stream("split-cifar10", data_root=data_root, n_tasks=5, max_train_per_class=1000)
     xs, ys = torch.cat([t.train.x for t in data.tasks]), torch.cat([t.train.y for t in data.tasks])
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (data.mean, data.std))
 
