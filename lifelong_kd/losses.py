@@ -137,8 +137,8 @@ def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float | torch.T
         z'_i = z_i - margin * onehot(y_i),   L = mean_i [ log( sum_{c != y_i} exp(z'_ic) + exp(max_c z'_ic) ) - z'_iy ]
 
     Eq. 9's denominator leaves the true class out; the code's keeps exp(max_c z'_c) instead (it
-    zeroes the true class's entry after subtracting the row's maximum). Neither keeps eta positive
-    on Split-CIFAR-10 at 1 epoch (README, the distillation family's rows).
+    zeroes the true class's entry after subtracting the row's maximum). The loss is unchanged by a
+    shift of the whole row, which is why the code's margin (subtracted from every entry) has no effect.
     """
     rows = torch.arange(len(labels), device=logits.device)
     z = logits.float().clone()

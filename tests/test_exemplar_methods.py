@@ -346,6 +346,9 @@ def test_nca_loss_by_hand_and_its_cost_of_a_negative_scale():
     assert 0 < nca_loss(z[2:], y[2:], 0.6).item() < 1e-2
     # a negative scale is costly: the same similarities scaled by -1 lose more
     assert nca_loss(-z[2:], y[2:], -0.6).item() > 5
+    # a shift of whole rows changes nothing: the authors' code subtracts its margin from every entry
+    assert nca_loss(z - 0.6, y, 0.0).item() == pytest.approx(nca_loss(z, y, 0.0).item(), rel=1e-6)
+    assert nca_loss(z, y, 0.0).item() < nca_loss(z, y, 0.6).item()
 
 
 def test_podnet_loss_is_nca_plus_adaptive_pod_spatial_and_flat(tiny_stream):
@@ -368,7 +371,7 @@ def test_podnet_loss_is_nca_plus_adaptive_pod_spatial_and_flat(tiny_stream):
     assert torch.allclose(logits, 3.0 * similarities)
     y = torch.tensor([0, 2, 3])
     step = Step(x, x, y, 3, features, logits, stages=maps)
-    podnet = build_strategy("podnet", memory=6)
+    podnet = build_strategy("podnet", memory=6, nca_margin=0.6)
     teacher_features, teacher_maps = teacher.backbone(x, stages=True)
     cos = (features * teacher_features).sum(1) / (features.norm(dim=1) * teacher_features.norm(dim=1))
     nca = hand_nca(similarities[:, :4], y, 0.6, eta=3.0)
