@@ -25,7 +25,8 @@ FAMILY = [
     "split_cifar10_family_m500.json", "split_cifar10_family_momentum0.json", "split_cifar10_lucir_momentum0.json",
     "split_cifar10_family_podnet_seeds.json", "split_cifar10_family_m500_seeds.json",
     "split_cifar10_family_m200.json", "split_cifar10_family_epochs5.json",
-    "split_cifar10_xder_eta01.json", "split_cifar10_podnet_momentum0_margin06.json",
+    "split_cifar10_xder_eta01.json", "split_cifar10_xder_eta1.json", "split_cifar10_podnet_momentum0_margin06.json",
+    "split_cifar10_bic_bias_lr.json", "split_cifar10_lucir_cbf.json",
     "split_cifar10_headline_seed0.json", "split_cifar10_headline_seeds.json", "split_cifar10_derpp_m200.json",
     "split_cifar10_icarl_m500_no_tiny_batch.json", "split_cifar10_der_icarl_default_head.json",
 ]

@@ -17,8 +17,12 @@ at its ``--eval-precision``) and records those matrices beside the run's.
         --memories 200 500 --output split_cifar10_replay.json
     python benchmarks/split_cifar10.py --strategies finetune lwf er der derpp \
         --memories 500 --seeds 1 2 --output split_cifar10_seeds.json
-    python benchmarks/split_cifar10.py --strategies er-ace bic wa lucir podnet xder \
-        --memories 200 500 --output split_cifar10_family.json
+    python benchmarks/split_cifar10.py --strategies er-ace lucir bic wa xder --memories 500 --seeds 1 2 \
+        --output split_cifar10_family_m500_seeds.json               # and benchmarks/family_table.py
+    python benchmarks/split_cifar10.py --strategies er-ace lucir podnet bic wa xder --memories 200 \
+        --output split_cifar10_family_m200.json
+    python benchmarks/split_cifar10.py --strategies er-ace derpp lucir podnet bic wa xder --memories 500 \
+        --max-train-per-class 1000 --epochs 5 --output split_cifar10_family_epochs5.json
 """
 
 from __future__ import annotations
