@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from common import provenance, save
 
 from lifelong_kd.augment import BatchAugment
+from lifelong_kd.checkpoint import load_checkpoint
 from lifelong_kd.data import make_stream
 from lifelong_kd.models import build_model
 from lifelong_kd.strategies import STRATEGIES
@@ -35,7 +36,9 @@ def main() -> None:
     parser.add_argument("--output", default="head_alignment.json")
     args = parser.parse_args()
     config = json.loads((args.run / "results.json").read_text())["config"]
-    checkpoint = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    checkpoint, notes = load_checkpoint(args.run)
+    for note in notes:
+        print(note)
     stream = make_stream(config["benchmark"], data_root=Path(config["data_root"]), n_tasks=config["n_tasks"],
                          max_train_per_class=config["max_train_per_class"],
                          first_task_classes=config["first_task_classes"])

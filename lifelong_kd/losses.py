@@ -129,7 +129,7 @@ def pod_spatial(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tenso
     return total / len(student_maps)
 
 
-def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor = 0.6) -> torch.Tensor:
+def nca_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor) -> torch.Tensor:
     """PODNet's NCA loss (Douillard et al. 2020, Eq. 9) as its authors' code computes it
     (``losses.nca`` with ``exclude_pos_denominator``, no hinge), on logits z = eta * s (s the
     similarities, eta the learnt scale) with the margin in the logits' units, ``margin`` = eta * delta:
