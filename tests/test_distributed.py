@@ -29,7 +29,7 @@ STRATEGIES = {"finetune": {"lr": 0.05}, "lwf": {"lr": 0.05}, "derpp": {"lr": 0.0
               # momentum 0 (their papers' 0.9 multiplies the processes' rounding differences tenfold over the
               # run: BiC's weights then differed by 4e-5, against 1.8e-7 without momentum)
               "wa": {"lr": 0.05, "memory": 24, "momentum": 0.0}, "lucir": {"lr": 0.05, "memory": 24, "momentum": 0.0},
-              "bic": {"lr": 0.05, "memory": 24, "bias_epochs": 3, "momentum": 0.0},
+              "bic": {"lr": 0.05, "memory": 24, "momentum": 0.0},
               # X-DER without its hinged constraints: a row at a hinge's threshold switches the term on or off,
               # so the processes' rounding flips some and the runs part (5e-4 here; 2.4e-7 with eta 0). Their
               # global mean over shards is tested by hand in test_xder.py

@@ -22,6 +22,7 @@ from lifelong_kd.losses import margin_ranking, nca_loss, pod_spatial
 from lifelong_kd.models import ContinualModel, build_model, frozen_copy
 from lifelong_kd.runner import Runner
 from lifelong_kd.strategies import build_strategy
+from lifelong_kd.strategies.bic import bias_corrected_ce, fit_bias_correction
 
 # ---------------------------------------------------------------- WA
 
@@ -242,56 +243,73 @@ def test_bic_never_holds_out_an_old_classs_last_exemplar(tiny_stream):
         bic.before_task(second)
         if held:
             assert torch.bincount(bic.validation_split(second).y).tolist() == [held] * 4
-            assert len(bic.phases(second, 1)) == 2
         else:
-            assert bic.held_out is None and len(bic.phases(second, 1)) == 1
+            assert bic.held_out is None
 
 
-class StageRecorder:
-    """A BiC whose bias stage records the parameters when it starts (``validation_split`` is its data)."""
+def test_bias_correction_fit_reaches_the_ce_minimum():
+    """Eq. 5 on 40 samples of 2 old and 2 new classes whose new logits are inflated (2 o + 1.5): the fit's
+    gradient vanishes, no point of a grid around it scores lower, and it is found from any held-out size
+    (the fixed-step Adam stage it replaces stopped near (1, 0) on small sets). On a separable set, where
+    the CE alone has no minimum, the prior's penalty gives one."""
+    torch.manual_seed(0)
+    labels = torch.arange(4).repeat(10)
+    clean = torch.randn(40, 4) + 3.0 * nn.functional.one_hot(labels, 4)
+    old, new = clean[:, :2], (clean[:, 2:] - 1.5) / 2.0  # the inflated logits o = (q - 1.5) / 2
+    pair = fit_bias_correction(old, new, labels, prior=0.0)
+    at = pair.double().requires_grad_()
+    bias_corrected_ce(old.double(), new.double(), labels, at).backward()
+    assert at.grad.abs().max() < 1e-6
+    best = bias_corrected_ce(old, new, labels, pair).item()
+    alphas, betas = torch.linspace(pair[0] - 0.5, pair[0] + 0.5, 21), torch.linspace(pair[1] - 1, pair[1] + 1, 21)
+    grid = [bias_corrected_ce(old, new, labels, torch.tensor([a, b])).item() for a in alphas for b in betas]
+    assert best <= min(grid) + 1e-7
+    assert best < bias_corrected_ce(old, new, labels, torch.tensor([1.0, 0.0])).item() - 0.1
+    hand = bias_corrected_ce(old, new, labels, torch.tensor([2.0, 1.5])).item()  # the clean logits
+    assert best <= hand
+    # [2, 0, b, b] for class 0 and [0, 0, a + b, b] for class 2: the CE falls on as a and -b grow
+    old, new = torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    pair = fit_bias_correction(old, new, labels, prior=0.01).double().requires_grad_()
+    penalty = 0.005 * (pair - torch.tensor([1.0, 0.0], dtype=torch.float64)).square().sum()
+    (bias_corrected_ce(old.double(), new.double(), labels, pair) + penalty).backward()
+    assert pair.grad.abs().max() < 1e-6 and 1.0 < pair[0].item() < 20.0
 
-    def __init__(self):
-        self.at_bias_start, self.at_task_end, self.validation = [], [], []
 
-    def strategy(self, **settings):
-        recorder = self
+def test_bic_holds_out_a_balanced_validation_set_and_its_bias_stage_fits_only_the_newest_pair(tiny_stream):
+    seen = []
 
-        class Recording(type(build_strategy("bic"))):
-            def validation_split(self, ctx):
-                split = super().validation_split(ctx)
-                recorder.validation.append((split, self.training_split(ctx), ctx.task.index))
-                recorder.at_bias_start.append({k: v.clone() for k, v in ctx.model.state_dict().items()})
-                return split
+    class Recording(type(build_strategy("bic"))):
+        def after_task(self, ctx):
+            before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+            validation = self.validation_split(ctx) if self.held_out is not None else None
+            training, expected = self.training_split(ctx), None
+            if validation is not None:  # the CE minimum on the held-out samples' features, by the test
+                features, head = ctx.features_of(validation.x), ctx.model.head
+                expected = fit_bias_correction(head(features)[:, : ctx.n_old], head.blocks[-1](features),
+                                               validation.y, self.hparams["bias_prior"])
+            super().after_task(ctx)
+            seen.append((ctx.task.index, before, {k: v.clone() for k, v in ctx.model.state_dict().items()},
+                         validation, training, expected))
 
-            def after_task(self, ctx):
-                recorder.at_task_end.append({k: v.clone() for k, v in ctx.model.state_dict().items()})
-                super().after_task(ctx)
-
-        return Recording(**settings)
-
-
-def test_bic_holds_out_a_balanced_validation_set_and_its_bias_stage_trains_only_the_newest_pair(tiny_stream):
-    recorder = StageRecorder()
     model = tiny_model(tiny_stream, head="bias-corrected")
-    Runner(model, recorder.strategy(memory=12, lr=0.05, bias_epochs=3, validation_fraction=0.5), tiny_stream,
-           tiny_config(), progress=False).run()
-    assert [index for *_, index in recorder.validation] == [1, 2]
-    for (validation, training, index), start, end in zip(recorder.validation, recorder.at_bias_start,
-                                                         recorder.at_task_end[1:]):
+    Runner(model, Recording(memory=12, lr=0.05, validation_fraction=0.5), tiny_stream, tiny_config(),
+           progress=False).run()
+    assert [index for index, _, _, validation, *_ in seen if validation is not None] == [1, 2]
+    for index, before, after, validation, training, expected in seen[1:]:
         counts = torch.bincount(validation.y)
-        seen = 2 * (index + 1)
-        assert len(counts) == seen and (counts == counts[0]).all()  # as many of every class
-        exemplars_per_class = 12 // (2 * index)
-        assert counts[0] == round(0.5 * exemplars_per_class)
+        assert len(counts) == 2 * (index + 1) and (counts == counts[0]).all()  # as many of every class
+        assert counts[0] == round(0.5 * (12 // (2 * index)))
         # no held-out image is trained on in stage 1 (the synthetic images are all distinct)
         train_rows = {tuple(x.flatten().tolist()) for x in training.x}
         assert not any(tuple(x.flatten().tolist()) in train_rows for x in validation.x)
         newest = f"head.corrections.{index}"
-        changed = {k for k in start if not torch.equal(start[k], end[k])}
-        assert changed == {newest}
-        assert not torch.equal(end[newest], torch.tensor([1.0, 0.0]))
-    assert torch.equal(recorder.at_task_end[-1]["head.corrections.0"], torch.tensor([1.0, 0.0]))
-    assert torch.equal(recorder.at_task_end[-1]["head.corrections.1"], recorder.at_task_end[1]["head.corrections.1"])
+        assert {k for k in before if not torch.equal(before[k], after[k])} == {newest}
+        assert torch.equal(before[newest], torch.tensor([1.0, 0.0]))
+        assert torch.equal(after[newest], expected) and not torch.equal(expected, before[newest])
+    final = seen[-1][2]
+    assert torch.equal(final["head.corrections.0"], torch.tensor([1.0, 0.0]))
+    assert torch.equal(final["head.corrections.1"], seen[1][2]["head.corrections.1"])
 
 
 # ---------------------------------------------------------------- PODNet

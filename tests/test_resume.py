@@ -33,7 +33,7 @@ STRATEGIES = {
     "derpp": ["--memory", "30"],
     "icarl": ["--memory", "30"],
     "lucir": ["--memory", "30"],
-    "bic": ["--memory", "30", "--bias-epochs", "2"],
+    "bic": ["--memory", "30"],
     "xder": ["--memory", "30"],
     "podnet": ["--memory", "30"],
 }
