@@ -22,6 +22,8 @@ from common import RESULTS, provenance, save
 # iCaRL M = 500 rows of split_cifar10_der_icarl_default_head.json predate the tiny-batch fix), but for
 # the rows of OBSOLETE, whose code has changed since.
 FAMILY = [
+    "split_cifar10_bic_fit_m500.json", "split_cifar10_bic_fit_m200.json", "split_cifar10_bic_fit_epochs5.json",
+    "split_cifar10_wa_icarl_m200_seeds.json",
     "split_cifar10_family_m500.json", "split_cifar10_family_momentum0.json", "split_cifar10_lucir_momentum0.json",
     "split_cifar10_family_podnet_seeds.json", "split_cifar10_family_m500_seeds.json",
     "split_cifar10_family_m200.json", "split_cifar10_family_epochs5.json",
@@ -31,7 +33,12 @@ FAMILY = [
     "split_cifar10_icarl_m500_no_tiny_batch.json", "split_cifar10_der_icarl_default_head.json",
 ]
 
-OBSOLETE = {("split_cifar10_family_m500.json", "podnet")}  # before podnet's NCA took its authors' form
+# Rows whose code has changed since: podnet's before its NCA took its authors' form; bic's before its bias
+# stage solved Eq. 5 to its minimum (Mammoth's 250 Adam epochs at lr 1e-3, and the --bias-lr 0.01 study)
+OBSOLETE = {("split_cifar10_family_m500.json", "podnet")} | {
+    (name, "bic") for name in ("split_cifar10_family_m500.json", "split_cifar10_family_momentum0.json",
+                               "split_cifar10_family_m500_seeds.json", "split_cifar10_family_m200.json",
+                               "split_cifar10_family_epochs5.json", "split_cifar10_bic_bias_lr.json")}
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -4,7 +4,9 @@ Loads a run folder's ``checkpoint.pt`` (the model after the last task) and its `
 (benchmark, model, head, strategy) and gives, on the test set:
 - the class-IL confusion matrix (true class down, predicted class across);
 - cos(w_k, mu_c): each head row against each class's mean normalised feature (cosine-type heads);
-- each class's mean cosine between its test features and its own row.
+- each class's mean cosine between its test features and its own row;
+- each unit's row norm and its mean logit over all the test images (a linear head's: WA aligns the
+  norms, which need not remove the new classes' advantage in the logits).
 
 A class that is never predicted while its task-IL accuracy holds has a row that no longer points
 where its features are (the README's LUCIR rows: frozen old rows, features that drifted).
@@ -66,15 +68,21 @@ def main() -> None:
         rows = F.normalize(model.head.weight.float(), dim=1) if hasattr(model.head, "weight") else None
         alignment = None if rows is None or rows.shape[0] != n else rows @ means.T
         own = None if alignment is None else [(unit[labels == c] @ rows[c]).mean().item() for c in range(n)]
+        logits = model.head(features)
+        mean_logits = logits.mean(dim=0).tolist()
+        norms = model.head.weight.float().norm(dim=1).tolist() if hasattr(model.head, "weight") else None
     print("class-IL confusion (true down, predicted across):\n", confusion)
     if alignment is not None:
         torch.set_printoptions(precision=2, linewidth=160)
         print("cos(row k, class-mean c), rows down:\n", alignment)
         print("mean cos of each class's features with its own row:", [round(v, 2) for v in own])
+    print("mean logit of each unit over the test images:", [round(v, 2) for v in mean_logits])
+    if norms is not None:
+        print("row norms:", [round(v, 2) for v in norms])
     payload = {**provenance(), "run": str(args.run), "strategy": config["strategy"], "head": config["head"],
                "confusion": confusion.tolist(),
                "row_class_mean_cosine": None if alignment is None else alignment.tolist(),
-               "own_row_cosine": own}
+               "own_row_cosine": own, "mean_logits": mean_logits, "row_norms": norms}
     print(f"saved {save(args.output, payload)}")
 
 
