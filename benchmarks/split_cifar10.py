@@ -23,6 +23,10 @@ at its ``--eval-precision``) and records those matrices beside the run's.
         --output split_cifar10_family_m200.json
     python benchmarks/split_cifar10.py --strategies er-ace derpp lucir podnet bic wa xder --memories 500 \
         --max-train-per-class 1000 --epochs 5 --output split_cifar10_family_epochs5.json
+    # the budget benchmark (equal training FLOPs per task; benchmarks/budget_table.py), per budget B:
+    python benchmarks/split_cifar10.py --strategies finetune lwf er der derpp icarl er-ace wa lucir bic \
+        podnet xder --memories 500 --seeds 0 1 2 --max-train-per-class 1000 --extra "--budget-flops B" \
+        --tag budgetB --output split_cifar10_budget_B.json
 """
 
 from __future__ import annotations
@@ -159,7 +163,10 @@ def main() -> None:
             "eval_seconds": sum(doc["timing"]["eval_seconds"]),
             "images_per_second": doc["timing"]["images_per_second"],
             "wall_seconds": wall,
+            "cost": doc["cost"],
         }
+        if "anytime" in doc:
+            row["anytime"] = doc["anytime"]
         if fp32_rows is not None:
             row["fp32_eval"] = {
                 "matrices": fp32_rows, "metrics": {name: metrics.summary(m) for name, m in fp32_rows.items()},

@@ -61,6 +61,12 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes the memory holds: its images, labels, task ids and stored logits, at full capacity."""
+        tensors = (self.x, self.y, self.task, self.logits, self.logit_units)
+        return sum(t.nbytes for t in tensors if t is not None)
+
     def _store(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor,
                logits: torch.Tensor | None) -> None:
         if self.x is None:

@@ -102,6 +102,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--optimizer", choices=["sgd", "adam"], default=TrainConfig.optimizer)
     train.add_argument("--schedule", choices=["none", "cosine", "multistep"], default=TrainConfig.schedule)
     train.add_argument("--milestones", type=_at_least(1), nargs="*", default=[], help="multistep epochs (x0.1 each)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--budget-flops", type=_at_least(0.0, float, strict=True), metavar="FLOPS",
+                        help="train each task until it has spent FLOPS training FLOPs (e.g. 2e14), whatever the "
+                        "epochs: methods compared at equal compute (needs --schedule none)")
+    budget.add_argument("--budget-steps", type=_at_least(1), metavar="N",
+                        help="train each task for N optimiser steps, whatever the epochs (needs --schedule none)")
     seeds = train.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_seed, help="one run into OUT/results.json (default 0)")
     seeds.add_argument("--seeds", type=_seed, nargs="+",
@@ -114,6 +120,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             "by 0.11 points (README)")
     evaluation.add_argument("--eval-future", action="store_true",
                             help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
+    evaluation.add_argument("--eval-every", type=_at_least(0), default=TrainConfig.eval_every, metavar="STEPS",
+                            help="also evaluate the seen tasks every STEPS optimiser steps: the anytime accuracy "
+                            "curve and its average (0: at task ends only)")
+    evaluation.add_argument("--reference", type=Path, metavar="RUN",
+                            help="a joint run (its folder or results.json) to measure intransigence against")
     system = parser.add_argument_group("speed and system (results.json records what was chosen)")
     system.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     system.add_argument("--amp", choices=list(AMP_CHOICES), default=TrainConfig.amp,
@@ -132,6 +143,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in OUT from its last checkpoint, with its settings")
     system.add_argument("--checkpoint-every", default="10m", metavar="STEPS|MINUTESm",
                         help="mid-task checkpoints every N steps or N minutes (10m); 0: at task ends only")
+    system.add_argument("--tensorboard", action="store_true",
+                        help="write loss, lr, images/s and each task's accuracies to OUT/tb (needs --out and "
+                        "the tensorboard extra)")
     system.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -221,7 +235,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     docs = _load_runs(args)
-    print(report.compare_table(docs))
+    reference = report.load_reference(args.reference, docs) if args.reference else None
+    print(report.compare_table(docs, reference))
     return 0
 
 
@@ -266,7 +281,8 @@ def build_parser() -> Parser:
     runs_help = "run folders (searched for results.json, e.g. seed_*/results.json) or results.json files"
     incomplete_help = ("also use runs that failed or did not finish all their tasks (left out by default, "
                        "with a warning naming them)")
-    plot = commands.add_parser("plot", help="forgetting curves, accuracy matrices, strategy comparisons")
+    plot = commands.add_parser("plot", help="forgetting curves, accuracy matrices, strategy comparisons, "
+                               "accuracy against training cost, anytime accuracy")
     plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
     plot.add_argument("-o", "--out", type=Path, required=True, help="folder for the figures")
     plot.add_argument("--kind", choices=[*FIGURE_KINDS, "all"], default="all")
@@ -276,6 +292,9 @@ def build_parser() -> Parser:
     compare = commands.add_parser("compare", help="markdown table: mean ± std per strategy over seeds")
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR_OR_JSON", help=runs_help)
     compare.add_argument("--include-incomplete", action="store_true", help=incomplete_help)
+    compare.add_argument("--reference", type=Path, metavar="RUN",
+                         help="a joint run (its folder or results.json) of the same task stream: adds each "
+                         "run's class-IL intransigence against it (Chaudhry et al. 2018)")
     compare.set_defaults(func=cmd_compare)
     listing = commands.add_parser("list", help="benchmarks, strategies, models and heads")
     listing.set_defaults(func=cmd_list)

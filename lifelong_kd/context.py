@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .buffer import ReplaySample
+from .cost import CostMeter
 from .data import Split, Task, TaskStream
 from .distributed import Distributed
 from .models import ContinualModel
@@ -64,6 +65,7 @@ class TaskContext:
     teacher_backbone: Callable[[torch.Tensor], torch.Tensor] | None = None
     eval_autocast: Callable[[], AbstractContextManager] | None = None
     dist: Distributed = field(default_factory=Distributed)
+    cost: CostMeter | None = None
     _teacher_cache: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +100,7 @@ class TaskContext:
             raise RuntimeError("there is no teacher during the first task")
         if self._teacher_cache is not None and self._teacher_cache[0] is x:
             return self._teacher_cache[1][:2]
+        self._count_teacher(x)
         with torch.inference_mode():
             backbone = self.teacher.backbone if self.teacher_backbone is None else self.teacher_backbone
             with self.autocast():
@@ -115,6 +118,7 @@ class TaskContext:
             raise RuntimeError("there is no teacher during the first task")
         if self._teacher_cache is not None and self._teacher_cache[0] is x and len(self._teacher_cache[1]) == 3:
             return self._teacher_cache[1][2]
+        self._count_teacher(x)
         with torch.inference_mode():
             with self.autocast():
                 features, maps = self.teacher.backbone(x, stages=True)
@@ -123,6 +127,10 @@ class TaskContext:
         outputs = (features.clone(), logits.clone(), [m.clone() for m in maps])
         self._teacher_cache = (x, outputs)
         return outputs[2]
+
+    def _count_teacher(self, x: torch.Tensor) -> None:
+        if self.cost is not None:
+            self.cost.teacher_forwarded += len(x)
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for ``x`` (see ``teacher_outputs``)."""

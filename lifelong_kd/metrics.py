@@ -9,7 +9,8 @@ previous task and T = 1 it is 0, as in Avalanche and Mammoth.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,41 @@ def task_curves(matrix: Matrix) -> list[list[float]]:
     """Per-task curves: curve j is [R[j, j], R[j+1, j], ..., R[T, j]]."""
     r = _square(matrix)
     return [r[j:, j].tolist() for j in range(len(r))]
+
+
+def intransigence(matrix: Matrix, reference: Matrix) -> tuple[float, list[float]]:
+    """Intransigence (Chaudhry et al., RWalk, ECCV 2018): how much less a run learns each new task
+    than a reference that learns it without the continual constraint.
+
+        I_k = a*_k - R[k, k],   I = (1/T) sum_k I_k
+
+    where R[k, k] is the run's accuracy on task k right after learning it and a*_k = R*[k, k] the
+    reference run's (a joint run, trained on the data of tasks 0..k) accuracy on task k after
+    task k. Over the run's T completed tasks; returns (I, [I_0, ..., I_{T-1}]). Positive: the run
+    learns the new task worse than the reference.
+    """
+    r, ref = _square(matrix), _square(reference)
+    if len(ref) < len(r):
+        raise ValueError(f"the reference run completed {len(ref)} tasks, fewer than the {len(r)} of the run: "
+                         "intransigence needs its accuracy after each of the run's tasks")
+    per_task = [float(ref[k, k] - r[k, k]) for k in range(len(r))]
+    return float(np.mean(per_task)), per_task
+
+
+def average_anytime_accuracy(points: Sequence[Mapping[str, Any]]) -> float:
+    """Average anytime accuracy (A_AUC of Koh et al., "Online Continual Learning on Class Incremental
+    Blurry Task Configuration with Anytime Inference", ICLR 2022), normalised by the number of points.
+
+        A_anytime = (1/N) sum_{n=1}^{N} A(n * every)
+
+    where A(s) is the class-IL accuracy (mean over the tasks seen) evaluated after optimiser step s,
+    the evaluation points taken every ``every`` steps during training (``results.json``'s
+    ``anytime.points``, their ``class_il`` values). It is the area under the accuracy-vs-steps curve
+    over its length, so it rewards a run that is accurate throughout training, not only at task ends.
+    """
+    if not points:
+        raise ValueError("average anytime accuracy needs at least one evaluation point")
+    return float(np.mean([point["class_il"] for point in points]))
 
 
 def summary(matrix: Matrix) -> dict[str, float]:

@@ -15,6 +15,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from inspect import signature
+from itertools import count
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .context import Phase, Step, TaskContext
+from .cost import step_kind
 from .faults import kill_point
 from .training import make_optimizer, make_scheduler, show_mean_loss, too_small_to_step
 
@@ -75,7 +77,9 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
     ``after_step``; another phase on the task's data with its own loss alone. Every loss and stored
     logit is float32. The only host syncs are every ``log_every`` steps, to show the mean loss and
     stop on a NaN. An epoch's final, incomplete batch is skipped when it holds fewer than half
-    ``batch_size`` samples (``too_small_to_step``).
+    ``batch_size`` samples (``too_small_to_step``). Under a budget (``TrainConfig.budget``) the main
+    phase runs epoch after epoch until the task has spent it (``CostMeter.budget_spent``), whatever
+    ``phase.epochs``. With ``eval_every`` the seen tasks are evaluated every that many steps of the run.
     """
     cfg, model, hparams, position = runner.config, runner.model, runner.strategy.hparams, runner.position
     params = list(model.parameters() if phase.parameters is None else phase.parameters(model))
@@ -101,41 +105,68 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
     n = len(y_all)
     model.train(not phase.freeze_backbone)
     images = 0
+    cost = runner.record.cost
+    budgeted = phase.main and cost.budget is not None
     runner.sync()
     start = time.perf_counter()
-    for epoch in range(position.epoch, phase.epochs):
+    logged = (start, 0)  # when the loss was last shown, and the images trained by then
+    for epoch in count(position.epoch) if budgeted else range(position.epoch, phase.epochs):
+        if budgeted and cost.budget_spent():
+            break
         position.epoch = epoch
         if order is None:
             order = torch.randperm(n, generator=runner.generator, device=runner.device)
         running = torch.zeros((), device=runner.device)
         pending = 0
-        desc = f"task {ctx.task.index + 1}/{len(runner.stream)} {phase.name} epoch {epoch + 1}/{phase.epochs}"
+        epochs = "(budget)" if budgeted else f"/{phase.epochs}"
+        desc = f"task {ctx.task.index + 1}/{len(runner.stream)} {phase.name} epoch {epoch + 1}{epochs}"
+        first_step, steps_before = position.step, cost.run_steps
         batches = range(0, n, cfg.batch_size)
         with tqdm(total=n, desc=desc, unit="img", disable=not runner.progress, leave=False) as bar:
             bar.update(min(position.step * cfg.batch_size, n))
             for step_index in range(position.step, len(batches)):
+                if budgeted and cost.budget_spent():
+                    break
                 begin = batches[step_index]
                 index = order[begin : begin + cfg.batch_size]
-                if not too_small_to_step(len(index), cfg.batch_size, begin == 0, runner.dist.world):
+                stepped = not too_small_to_step(len(index), cfg.batch_size, begin == 0, runner.dist.world)
+                if stepped:
                     value = train_step(runner, ctx, phase, forward, optimizer, x_all[index], y_all[index])
                     running += value.detach()
                     pending += 1
                     images += len(index)
                 bar.update(len(index))
                 if pending == cfg.log_every:
-                    show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+                    mean = show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+                    logged = _log_training(runner, optimizer, mean, logged, images)
                     running.zero_()
                     pending = 0
                 position.step = step_index + 1
+                if stepped and cfg.eval_every and cost.run_steps % cfg.eval_every == 0:
+                    runner.evaluate_anytime(ctx)
+                    model.train(not phase.freeze_backbone)
                 kill_point("step")
                 runner.checkpoint_if_due(optimizer, scheduler, order, epoch_end=step_index == len(batches) - 1)
             if pending:
-                show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+                mean = show_mean_loss(bar, running, pending, ctx.task.index, epoch, runner.dist)
+                logged = _log_training(runner, optimizer, mean, logged, images)
         scheduler.step()
         order = None
         position.step = 0
+        if budgeted and first_step == 0 and cost.run_steps == steps_before:  # an epoch too small to step
+            break
     runner.sync()
     return images, time.perf_counter() - start
+
+
+def _log_training(runner: Runner, optimizer: torch.optim.Optimizer, loss: float, logged: tuple[float, int],
+                  images: int) -> tuple[float, int]:
+    """The loss, lr and images/s since ``logged`` to TensorBoard, when the run writes there; the new mark."""
+    now = time.perf_counter()
+    if runner.tensorboard is not None:
+        speed = (images - logged[1]) / max(now - logged[0], 1e-9)
+        runner.tensorboard.training(runner.record.cost.run_steps, loss, optimizer.param_groups[0]["lr"], speed)
+    return now, images
 
 
 def _forward(runner: Runner, phase: Phase) -> nn.Module:
@@ -166,21 +197,23 @@ def train_step(
     step = _local(runner.dist, whole)
     if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
         runner.warn_uneven(n, len(y) - n)
-    step.features, step.logits, *maps = forward(step.x)
-    step.stages = maps[0] if maps else None
-    loss_fn = strategy.loss if phase.main else phase.loss
-    value = loss_fn(ctx, step)
-    if phase.main:
-        for option in runner.options:
-            term = option.loss(ctx, step)
-            value = value if term is None else value + term
-    optimizer.zero_grad(set_to_none=True)
-    value.backward()
-    optimizer.step()
-    if phase.main:
-        if step is not whole:  # the memory sees the global batch: every process's logits, in order
-            whole.logits = runner.dist.gather_step_rows(step.logits.detach(), n, len(y))
-        strategy.after_step(ctx, whole)
+    kind = step_kind(phase.name, n, len(y) - n, runner.model.num_classes, ctx.teacher is not None)
+    with runner.record.cost.counting_step(kind, n, len(y) - n, runner.dist, runner.device):
+        step.features, step.logits, *maps = forward(step.x)
+        step.stages = maps[0] if maps else None
+        loss_fn = strategy.loss if phase.main else phase.loss
+        value = loss_fn(ctx, step)
+        if phase.main:
+            for option in runner.options:
+                term = option.loss(ctx, step)
+                value = value if term is None else value + term
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        if phase.main:
+            if step is not whole:  # the memory sees the global batch: every process's logits, in order
+                whole.logits = runner.dist.gather_step_rows(step.logits.detach(), n, len(y))
+            strategy.after_step(ctx, whole)
     return value
 
 

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from . import metrics  # noqa: E402
+from .errors import UsageError  # noqa: E402
 from .report import (  # noqa: E402
     SETTING_LABELS,
     Document,
@@ -30,7 +31,8 @@ from .report import (  # noqa: E402
     status_note,
 )
 
-FIGURE_KINDS = ("curves", "matrix", "compare")
+FIGURE_KINDS = ("curves", "matrix", "compare", "cost", "anytime")
+NEEDS_ENTRY = ("cost", "anytime")  # kinds that need every run to have the results entry of their name
 FORMATS = ("png", "svg", "pdf")
 NOT_AVAILABLE = "n/a"
 
@@ -188,16 +190,27 @@ def plot_final_metrics(
 
 
 def write_figures(docs: Sequence[Document], out_dir: Path, kind: str = "all", fmt: str = "png") -> list[Path]:
-    """Draw the figures of ``kind`` (``curves``, ``matrix``, ``compare`` or ``all``) into ``out_dir``.
+    """Draw the figures of ``kind`` (one of ``FIGURE_KINDS`` or ``all``) into ``out_dir``.
 
     Forgetting curves and matrices get one column per group of runs: the run itself, or for
     a group of several seeds its aggregate (mean matrix), and a row per setting (class-IL,
     task-IL) all groups have. ``compare`` draws the strategy comparison and the final
-    accuracy / forgetting bars.
+    accuracy / forgetting bars; ``cost`` accuracy against training FLOPs and against training
+    seconds, ``anytime`` the anytime accuracy curves (``cost_plots``). These two need every run
+    to have its ``cost`` / ``anytime`` entry (a ``UsageError`` otherwise); ``all`` draws them
+    only when every run has it, so results written before they existed still plot.
     """
+    from .cost_plots import plot_anytime, plot_cost  # here: cost_plots imports this module
+
     panels = [group[0] if len(group) == 1 else aggregate(group) for group in group_runs(docs)]
     settings = [setting for setting in ("class_il", "task_il") if all(setting in doc["matrices"] for doc in panels)]
-    kinds = FIGURE_KINDS if kind == "all" else (kind,)
+    having = {name: all(name in doc for doc in docs) for name in NEEDS_ENTRY}
+    if kind in NEEDS_ENTRY and not having[kind]:
+        missing = sum(kind not in doc for doc in docs)
+        how = "run them with --eval-every N" if kind == "anytime" else "re-run them"
+        raise UsageError(f"--kind {kind}: {missing} of the {len(docs)} runs have no '{kind}' entry "
+                         f"(results written without it): {how}, or leave them out")
+    kinds = [name for name in FIGURE_KINDS if having.get(name, True)] if kind == "all" else [kind]
     written = []
     if "curves" in kinds:
         written.append(out_dir / f"forgetting_curves.{fmt}")
@@ -210,4 +223,11 @@ def write_figures(docs: Sequence[Document], out_dir: Path, kind: str = "all", fm
         plot_strategy_comparison(docs, written[-1])
         written.append(out_dir / f"final_accuracy_forgetting.{fmt}")
         plot_final_metrics(docs, written[-1])
+    if "cost" in kinds:
+        for axis in ("flops", "seconds"):
+            written.append(out_dir / f"cost_{axis}.{fmt}")
+            plot_cost(docs, written[-1], axis)
+    if "anytime" in kinds:
+        written.append(out_dir / f"anytime.{fmt}")
+        plot_anytime(docs, written[-1])
     return written

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from .cost_report import COST_TOTALS, cost_totals, extra_columns, with_intransigence
 from .errors import UsageError
 from .results import load_results
 
@@ -174,6 +175,21 @@ def load_runs(paths: Sequence[Path], include_incomplete: bool = False) -> tuple[
     return complete, [f"left out {runs} (pass --include-incomplete to use them): {listed}"]
 
 
+def load_reference(path: Path, docs: Sequence[Document]) -> Document:
+    """The reference run of ``--reference`` (a run folder or its results.json: a joint run), checked
+    (``check_document``) and of the benchmark and number of tasks of ``docs``."""
+    files = find_results([path])
+    if len(files) != 1:
+        raise UsageError(f"--reference '{path}' holds {len(files)} results files: pass one run's folder or file")
+    reference = load_results(files[0])
+    check_document(reference, str(files[0]))
+    check_same_benchmark([docs[0], reference], ["the runs", str(files[0])])
+    if reference["config"].get("n_tasks") != docs[0]["config"].get("n_tasks"):
+        raise UsageError(f"--reference '{files[0]}' has {reference['config'].get('n_tasks')} tasks, the runs "
+                         f"{docs[0]['config'].get('n_tasks')}: pass a joint run of the same task stream")
+    return reference
+
+
 def without_seed(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` without its seed-dependent entries, at any depth."""
     return {
@@ -244,9 +260,11 @@ def mean_and_std(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return array.mean(axis=0), std
 
 
-def _statistics(values: list[float]) -> dict[str, Any]:
+def _statistics(values: list[Any]) -> dict[str, Any]:
+    """Mean, sample std and the values of a number per seed, or cell-wise of a list per seed
+    (``intransigence_per_task``)."""
     mean, std = mean_and_std(values)
-    return {"mean": float(mean), "std": float(std), "values": values}
+    return {"mean": mean.tolist(), "std": std.tolist(), "values": values}
 
 
 def aggregate(docs: Sequence[Document]) -> Document:
@@ -260,7 +278,9 @@ def aggregate(docs: Sequence[Document]) -> Document:
     - ``seeds`` (sorted) and the shared ``config`` (``without_seed``);
     - ``status``: ``completed`` when every run is complete (``is_complete``), else ``incomplete``;
       ``completed_tasks``, the tasks each run finished; ``statuses``, the number of runs per status
-      (``{"completed": 2, "failed": 1}``), for ``status_text``.
+      (``{"completed": 2, "failed": 1}``), for ``status_text``;
+    - ``cost``, where every run has one: ``training_flops`` and ``train_seconds`` (``cost_totals``)
+      as ``metrics``' statistics.
 
     The runs must have distinct seeds and matrices of one shape, so the same number of finished
     tasks: unfinished runs (included with ``--include-incomplete``) that stopped after another task
@@ -289,7 +309,7 @@ def aggregate(docs: Sequence[Document]) -> Document:
         statistics[setting] = {name: _statistics([doc["metrics"][setting][name] for doc in runs]) for name in names}
         mean_curve, std_curve = mean_and_std([metrics.average_accuracy_curve(doc["matrices"][setting]) for doc in runs])
         curves[setting] = {"mean": mean_curve.tolist(), "std": std_curve.tolist()}
-    return {
+    aggregated = {
         "format": AGGREGATE_FORMAT,
         "config": without_seed(runs[0]["config"]),
         "seeds": seeds,
@@ -300,6 +320,10 @@ def aggregate(docs: Sequence[Document]) -> Document:
         "metrics": statistics,
         "curves": curves,
     }
+    if all("cost" in doc for doc in runs):
+        totals = [cost_totals(doc) for doc in runs]
+        aggregated["cost"] = {name: _statistics([total[name] for total in totals]) for name in COST_TOTALS}
+    return aggregated
 
 
 def labelled_aggregates(docs: Sequence[Document]) -> tuple[list[str], list[Document]]:
@@ -308,27 +332,34 @@ def labelled_aggregates(docs: Sequence[Document]) -> tuple[list[str], list[Docum
     return config_labels([agg["config"] for agg in aggregates]), aggregates
 
 
-def compare_table(docs: Sequence[Document]) -> str:
+def compare_table(docs: Sequence[Document], reference: Document | None = None) -> str:
     """A markdown table, one row per group of runs: seeds, status (``status_text``: ``completed 5/5``,
     or for a group with unfinished runs ``2 completed, 1 failed (5/5)``), then mean ± sample std of
     the final accuracy, average incremental accuracy, forgetting and BWT, class-IL and (where any
-    run has it) task-IL; a group without a setting shows a dash."""
+    run has it) task-IL; a group without a setting shows a dash. Then, where any group has them
+    (``cost_report.extra_columns``): training TFLOPs, train seconds, class-IL average anytime
+    accuracy and class-IL intransigence, the last against ``reference`` (a joint run) when given."""
+    if reference is not None:
+        docs = with_intransigence(docs, reference)
     labels, aggregates = labelled_aggregates(docs)
     settings = [s for s in TABLE_SETTINGS if any(s in agg["metrics"] for agg in aggregates)]
+    extra = extra_columns(aggregates)
     header = ["strategy", "seeds", "status"]
     header += [f"{SETTING_LABELS[setting]} {label}" for setting in settings for label in TABLE_METRICS.values()]
+    header += [name for name, _ in extra]
     lines = [
         f"{docs[0]['config']['benchmark']}: mean ± sample std (ddof=1) over seeds",
         "",
         "| " + " | ".join(header) + " |",
         "|---|---|---|" + "---:|" * (len(header) - 3),
     ]
-    for label, agg in zip(labels, aggregates):
+    for row, (label, agg) in enumerate(zip(labels, aggregates)):
         cells = [label, f"{len(agg['seeds'])} ({', '.join(map(str, agg['seeds']))})", status_text(agg)]
         for setting in settings:
             for name in TABLE_METRICS:
                 stats = agg["metrics"].get(setting, {}).get(name)
                 cells.append("—" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}")
+        cells += [column[row] for _, column in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

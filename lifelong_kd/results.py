@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from . import __version__, metrics
+from .cost import CostMeter
 from .errors import UsageError
 
 FORMAT = "lifelong_kd.results/1"
@@ -57,6 +58,9 @@ def results_document(
     timing: dict[str, list[float]],
     status: str,
     baseline: list[float | None] | None = None,
+    cost: dict[str, Any] | None = None,
+    anytime: dict[str, Any] | None = None,
+    reference: dict[str, list[list[float | None]]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the results: config, environment, matrices (percent), metrics, timing.
 
@@ -65,11 +69,21 @@ def results_document(
     evaluation after task i over all T tasks, ``null`` where a task was not
     evaluated or cannot be (class-IL of a task whose classes are not seen yet;
     task-IL where the head has no units). ``baseline`` is the untrained
-    model's task-IL accuracy per task (fixed head), for FWT on task-IL.
+    model's task-IL accuracy per task (fixed head), for FWT on task-IL. ``cost``: what the run
+    spent (``CostMeter.document``). ``anytime``: the evaluations every ``every`` steps (``points``),
+    averaged into class-IL's ``average_anytime_accuracy``. ``reference``: a joint run's matrices, for
+    each setting's ``intransigence`` against it.
     """
     metrics_by_setting = {name: metrics.summary(matrix) for name, matrix in matrices.items()}
     if baseline is not None and "task_il" in matrices:
         metrics_by_setting["task_il"]["fwt"] = metrics.fwt(matrices["task_il"], baseline)
+    if anytime is not None and anytime["points"] and "class_il" in metrics_by_setting:
+        metrics_by_setting["class_il"]["average_anytime_accuracy"] = metrics.average_anytime_accuracy(
+            anytime["points"])
+    for name, matrix in matrices.items() if reference is not None else ():
+        if name in reference and matrix:
+            mean, per_task = metrics.intransigence(matrix, reference[name])
+            metrics_by_setting[name].update(intransigence=mean, intransigence_per_task=per_task)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "status": status,
@@ -83,6 +97,10 @@ def results_document(
     }
     if baseline is not None:
         doc["baseline_task_il"] = baseline
+    if cost is not None:
+        doc["cost"] = cost
+    if anytime is not None:
+        doc["anytime"] = anytime
     return doc
 
 
@@ -91,13 +109,20 @@ class RunRecord:
 
     ``baseline`` is the untrained model's task-IL accuracy per task (fixed head, for FWT).
     ``timing`` holds per task ``train_seconds``, ``images_per_second`` and ``eval_seconds``, and
-    ``checkpoint_seconds``, the time each checkpoint written took, in order.
+    ``checkpoint_seconds``, the time each checkpoint written took, in order. ``cost`` meters what the
+    run spends (``lifelong_kd.cost``); ``anytime`` holds the evaluations every ``eval_every`` steps
+    (none when 0); ``reference`` a joint run's matrices (for intransigence).
     ``state_dict`` / ``load_state_dict`` carry it through a checkpoint.
     """
 
-    def __init__(self, n_tasks: int, baseline: list[float | None] | None = None) -> None:
+    def __init__(self, n_tasks: int, baseline: list[float | None] | None = None, cost: CostMeter | None = None,
+                 eval_every: int = 0, reference: dict[str, list[list[float | None]]] | None = None) -> None:
         self.n_tasks = n_tasks
         self.baseline = baseline
+        self.cost = cost or CostMeter()
+        self.eval_every = eval_every
+        self.anytime: list[dict[str, Any]] = []
+        self.reference = reference
         self.matrices: dict[str, list[list[float | None]]] = {}
         self.timing: dict[str, list[float]] = {"train_seconds": [], "images_per_second": [], "eval_seconds": [],
                                                "checkpoint_seconds": []}
@@ -116,14 +141,27 @@ class RunRecord:
         self.timing["images_per_second"].append(images_per_second)
         self.timing["eval_seconds"].append(eval_seconds)
 
+    def add_anytime(self, step: int, task: int, rows: dict[str, list[float | None]]) -> None:
+        """Record an evaluation during task ``task``'s training, after ``step`` optimiser steps of the run:
+        the mean accuracy over the seen tasks (``rows`` holds tasks 0 to ``task``)."""
+        def mean(name: str) -> float | None:
+            values = [v for v in rows.get(name, [])[: task + 1] if v is not None]
+            return sum(values) / len(values) if values else None
+        self.anytime.append({"step": step, "task": task, "class_il": mean("class_il"), "task_il": mean("task_il")})
+
     def document(self, config: dict[str, Any], env: dict[str, str], status: str) -> dict[str, Any]:
-        return results_document(config, env, self.matrices, self.timing, status, self.baseline)
+        anytime = {"every": self.eval_every, "points": self.anytime} if self.eval_every else None
+        return results_document(config, env, self.matrices, self.timing, status, self.baseline,
+                                self.cost.document(), anytime, self.reference)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "matrices": self.matrices, "timing": self.timing}
+        return {"baseline": self.baseline, "matrices": self.matrices, "timing": self.timing,
+                "cost": self.cost.state_dict(), "anytime": self.anytime}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baseline, self.matrices, self.timing = state["baseline"], state["matrices"], state["timing"]
+        self.cost.load_state_dict(state["cost"])
+        self.anytime = state["anytime"]
 
 
 def write_results(path: Path, doc: dict[str, Any]) -> None:

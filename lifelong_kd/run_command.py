@@ -27,7 +27,7 @@ from .loop_state import RunInterrupted, pending_stop
 from .models import build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .outdir import check_output_dir, recover_replacement, replacing
-from .results import atomic_write_text
+from .results import atomic_write_text, load_results
 from .resume import plain_arguments, resumed_arguments
 from .runner import Runner
 from .strategies import STRATEGIES, Strategy
@@ -87,18 +87,24 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
         schedule=args.schedule, milestones=tuple(args.milestones), eval_batch_size=args.eval_batch_size,
         device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         eval_precision=args.eval_precision, eval_future=args.eval_future, seed=seed,
-        checkpoint_every=args.checkpoint_every, sync_bn=args.sync_bn,
+        checkpoint_every=args.checkpoint_every, sync_bn=args.sync_bn, budget_flops=args.budget_flops,
+        budget_steps=args.budget_steps, eval_every=args.eval_every,
     )
+    if args.tensorboard and args.out is None:
+        raise UsageError("--tensorboard writes to OUT/tb: give --out")
+    reference = None if args.reference is None else load_results(args.reference)["matrices"]
     run_config = {
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
         "data_root": str(args.data_root) if args.data_root else None,
         "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
         "first_task_classes": args.first_task_classes,
+        "reference": None if args.reference is None else str(args.reference),
         "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
     }
     return Runner(
         model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
         progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)}, dist=group,
+        reference=reference, tensorboard=args.tensorboard,
     )
 
 

@@ -40,6 +40,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .context import TaskContext
+from .cost import CostMeter
 from .data import TaskStream
 from .distributed import Distributed
 from .evaluation import accuracy_row, tasks_to_evaluate
@@ -52,6 +53,7 @@ from .results import RunRecord, environment, write_results
 from .run_state import capture, restore
 from .strategies import Strategy
 from .sync_bn import global_batch_norm
+from .tensorboard_log import TensorBoardLog
 from .training import (
     LOWER_LR,
     NonFiniteLossError,
@@ -77,7 +79,8 @@ class Runner:
     config, the strategy's resolved settings, the options' parameters and the
     class order. ``extra_state`` is stored in every checkpoint as it is (the
     CLI keeps its arguments there). ``resume_from`` a loaded checkpoint
-    continues that run.
+    continues that run. ``reference``: a joint run's accuracy matrices, for intransigence;
+    ``tensorboard``: also write the training's scalars to ``out_dir/tb`` (``lifelong_kd.tensorboard_log``).
     """
 
     def __init__(
@@ -93,6 +96,8 @@ class Runner:
         progress: bool = True,
         extra_state: dict[str, Any] | None = None,
         dist: Distributed | None = None,
+        reference: dict[str, list[list[float | None]]] | None = None,
+        tensorboard: bool = False,
     ) -> None:
         self.options = options or []
         self.dist = dist or Distributed()
@@ -142,7 +147,11 @@ class Runner:
         }
         self.env = {**environment(self.device), "processes": str(self.dist.world), "speed_choices": speed_choices}
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
-        self.record = RunRecord(len(stream))
+        self.record = RunRecord(len(stream), cost=CostMeter(self.config.budget), eval_every=self.config.eval_every,
+                                reference=reference)
+        self.tensorboard = (TensorBoardLog(out_dir / "tb") if tensorboard and out_dir is not None and self.dist.main
+                            else None)
+        self.anytime_seconds = 0.0  # evaluations during the task in progress, counted as evaluation time
         self.position = Position()
         self.task_sizes: list[int] = []  # the head's width after each task's growth
         self.extra_state = extra_state or {}
@@ -177,7 +186,7 @@ class Runner:
         return TaskContext(
             task, self.stream, self.model, self.teacher, n_old, n_old + len(task.classes), self.device,
             self.config.seed, self.config.batch_size, self.autocast, self.augment.eval, self.teacher_backbone,
-            self.eval_autocast, self.dist,
+            self.eval_autocast, self.dist, self.record.cost,
         )
 
     # ------------------------------------------------------------------ the stream
@@ -217,11 +226,15 @@ class Runner:
         """Train task ``index`` (from the loop's position in it) and evaluate it."""
         start = time.perf_counter()
         images, fit_seconds = 0, 0.0
+        cost = self.record.cost
+        self.anytime_seconds = 0.0
         if self.position.stage == "train":
             if len(self.task_sizes) <= index:  # the task starts here (not resumed inside it)
+                cost.start_task(self.device)
                 self.model.grow(self.context(index).n_seen)
                 self.task_sizes.append(self.model.num_classes)
-                self.strategy.before_task(self.context(index))
+                with cost.counting_task_work(self.dist, self.device):
+                    self.strategy.before_task(self.context(index))
             ctx = self.context(index)
             phases = self.strategy.phases(ctx, self.config.epochs)
             for phase_index in range(self.position.phase, len(phases)):
@@ -229,9 +242,10 @@ class Runner:
                 phase_images, phase_seconds = train_phase(self, ctx, phases[phase_index])
                 images, fit_seconds = images + phase_images, fit_seconds + phase_seconds
                 self.position.epoch = self.position.step = 0
-            self.strategy.after_task(ctx)
-            for option in self.options:
-                option.after_task(ctx)
+            with cost.counting_task_work(self.dist, self.device):
+                self.strategy.after_task(ctx)
+                for option in self.options:
+                    option.after_task(ctx)
             if self.dist.active:  # one memory, identical on every process
                 self.state_hashes.append(self.dist.check_same(
                     self.strategy.state_dict(), "the strategy's state (replay memory, class means)", self.device))
@@ -241,16 +255,30 @@ class Runner:
             self.position = Position(index, "evaluate")
             self.checkpoint()
         self.sync()
-        train_seconds = time.perf_counter() - start
+        train_seconds = time.perf_counter() - start - self.anytime_seconds
         start = time.perf_counter()
         rows = self.evaluate(self.context(index).n_seen, tasks_to_evaluate(
             self.stream, self.model, index, self.config.eval_future))
-        self.record.add_task(rows, train_seconds, images / max(fit_seconds, 1e-9), time.perf_counter() - start)
+        eval_seconds = time.perf_counter() - start + self.anytime_seconds
+        self.record.add_task(rows, train_seconds, images / max(fit_seconds - self.anytime_seconds, 1e-9),
+                             eval_seconds)
+        cost.end_task(train_seconds, eval_seconds, self.strategy.memory_bytes(), self.device)
         self.position = Position(index + 1)
         self.resume_state = None
         status = "completed" if index == len(self.stream) - 1 else "running"
         self.checkpoint(task_start=True)
-        return self.write_results(status)
+        doc = self.write_results(status)
+        if self.tensorboard is not None:
+            self.tensorboard.task_end(index, cost.run_steps, rows, doc["metrics"])
+            self.tensorboard.flush()
+        return doc
+
+    def evaluate_anytime(self, ctx: TaskContext) -> None:
+        """Evaluate the seen tasks in the middle of a task's training (``eval_every``), as an anytime point."""
+        start = time.perf_counter()
+        rows = self.evaluate(ctx.n_seen, range(ctx.task.index + 1))
+        self.record.add_anytime(self.record.cost.run_steps, ctx.task.index, rows)
+        self.anytime_seconds += time.perf_counter() - start
 
     def write_results(self, status: str) -> dict[str, Any]:
         doc = self.record.document(self.run_config, self.env, status)

@@ -32,6 +32,9 @@ class TrainConfig:
     of minutes of training (``10m``) between mid-task checkpoints (``0``: at
     the end of each task only), when the run has an output folder. ``sync_bn``: on many processes,
     BatchNorm normalises with the global batch's statistics (``lifelong_kd.sync_bn``).
+    ``budget_flops`` / ``budget_steps``: each task's main phase trains until it has spent that many
+    training FLOPs or optimiser steps, whatever the epochs (``lifelong_kd.cost``), at a constant lr.
+    ``eval_every``: also evaluate the seen tasks every that many optimiser steps (anytime accuracy).
     """
 
     epochs: int = 1
@@ -50,6 +53,16 @@ class TrainConfig:
     log_every: int = 25
     checkpoint_every: str = "10m"
     sync_bn: bool = True
+    budget_flops: float | None = None
+    budget_steps: int | None = None
+    eval_every: int = 0
+
+    @property
+    def budget(self) -> tuple[str, float] | None:
+        """(``"flops"`` | ``"steps"``, amount per task), or None."""
+        if self.budget_flops is not None:
+            return "flops", self.budget_flops
+        return None if self.budget_steps is None else ("steps", self.budget_steps)
 
     def resolved(self, train_images: int) -> tuple[TrainConfig, dict[str, str]]:
         """This config with ``auto`` replaced by what the device does fast, and the reasons."""
@@ -63,6 +76,11 @@ class TrainConfig:
         eval_precision = amp if self.eval_precision == "train" else self.eval_precision
         eval_precision = "fp32" if eval_precision == "off" else eval_precision
         CheckpointInterval.parse(self.checkpoint_every)
+        if self.budget_flops is not None and self.budget_steps is not None:
+            raise UsageError("give one budget per task: --budget-flops or --budget-steps, not both")
+        if self.budget is not None and self.schedule != "none":
+            raise UsageError(f"a budgeted run trains until its budget is spent, so its epochs are not known ahead: "
+                             f"it needs --schedule none, not {self.schedule}")
         config = replace(self, amp=amp, compile="on" if compile_ else "off", eval_precision=eval_precision)
         reasons = {
             "amp": f"{self.amp} -> {amp} ({amp_reason})",
@@ -118,10 +136,11 @@ LOWER_LR = "the finished tasks' results and checkpoint are kept; resume with a l
 
 
 def show_mean_loss(bar: tqdm, running: torch.Tensor, steps: int, task_index: int, epoch: int,
-                   dist: Distributed) -> None:
-    """Show the mean of the last ``steps`` losses (summed in ``running``; one host sync), or raise
+                   dist: Distributed) -> float:
+    """Show and return the mean of the last ``steps`` losses (summed in ``running``; one host sync), or raise
     ``NonFiniteLossError`` when it is NaN or infinite (on many processes: on any of them, so all stop)."""
     mean = running.item() / steps
     if dist.any(not np.isfinite(mean), running.device):
         raise NonFiniteLossError(f"the loss became {mean} in task {task_index + 1}, epoch {epoch + 1}: " + LOWER_LR)
     bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
+    return mean

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lifelong_kd import plots
+from lifelong_kd import cost_plots, plots
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "benchmarks" / "results"
@@ -23,6 +23,8 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
     seed, memory, head, hparams, matrices, metrics); a run's config is the protocol plus its
     own strategy, seed, head and hparams, so runs of the same setting in two files group
     together. The oldest files keep the metrics as ``class_il`` / ``task_il`` beside the run.
+    A run's ``cost`` and ``anytime`` entries (results.json's, in the budget benchmarks) pass
+    through, and its cost's ``budget`` joins its config: runs under other budgets do not group.
     """
     payload = json.loads((RESULTS / name).read_text())
     return [
@@ -31,11 +33,13 @@ def benchmark_documents(name: str) -> list[dict[str, Any]]:
                 "benchmark": BENCHMARK, "protocol": _protocol(payload["protocol"]), "strategy": run["strategy"],
                 "seed": run["seed"], "head": run.get("head", "incremental"), "hparams": run["hparams"],
                 "command": " ".join(run["argv"]), "n_tasks": len(run["matrices"]["class_il"][0]),
+                **({"budget": run["cost"].get("budget")} if "cost" in run else {}),
             },
             "status": "completed",
             "completed_tasks": len(run["matrices"]["class_il"]),
             "matrices": run["matrices"],
-            "metrics": run.get("metrics", {"class_il": run["class_il"], "task_il": run["task_il"]}),
+            "metrics": run["metrics"] if "metrics" in run else {"class_il": run["class_il"], "task_il": run["task_il"]},
+            **{entry: run[entry] for entry in ("cost", "anytime") if entry in run},
         }
         for run in payload["runs"]
     ]
@@ -89,7 +93,30 @@ def split_cifar10_headline() -> list[Path]:
     return [comparison, final]
 
 
+def cost_figures(name: str) -> list[Path]:
+    """The runs of ``benchmarks/results/<name>`` (a budget benchmark: every run with its ``cost``):
+    final class-IL accuracy against training FLOPs and against training seconds, one point per
+    configuration (mean ± std over seeds) with the Pareto front, and, when every run has one, the
+    anytime accuracy curves; into ``plots/<name without .json>_cost_flops.png`` and so on."""
+    docs = benchmark_documents(name)
+    stem = Path(name).stem
+    written = []
+    for axis in ("flops", "seconds"):
+        written.append(HERE / f"{stem}_cost_{axis}.png")
+        cost_plots.plot_cost(docs, written[-1], axis)
+    if all("anytime" in doc for doc in docs):
+        written.append(HERE / f"{stem}_anytime.png")
+        cost_plots.plot_anytime(docs, written[-1])
+    return written
+
+
+BUDGET_RESULTS = "split_cifar10_budget.json"
+
+
 if __name__ == "__main__":
-    for make in (split_cifar10_curves, split_cifar10_matrices, split_cifar10_headline):
+    makers = [split_cifar10_curves, split_cifar10_matrices, split_cifar10_headline]
+    if (RESULTS / BUDGET_RESULTS).exists():
+        makers.append(lambda: cost_figures(BUDGET_RESULTS))
+    for make in makers:
         for figure in make():
             print(f"wrote {figure}")

@@ -43,3 +43,50 @@ def write_fake_runs(root: Path) -> Path:
     write_results(root / "finetune" / "seed_1" / "results.json", finetune_1)
     write_results(root / "er" / "results.json", er)
     return root
+
+
+def with_cost(doc: dict[str, Any], steps: list[int], flops_per_step: float, task_end_flops: float,
+              seconds_per_step: float) -> dict[str, Any]:
+    """``doc`` with a ``cost`` entry (results.json's shape): each task trains ``steps[i]`` optimiser steps
+    of ``flops_per_step`` FLOPs and ``seconds_per_step`` seconds, and spends ``task_end_flops`` at its end."""
+    per_task = [{"current_images": 32 * n, "replayed_images": 0, "teacher_images": 0, "steps": n,
+                 "train_flops": int(n * flops_per_step), "task_end_flops": int(task_end_flops),
+                 "train_seconds": n * seconds_per_step, "eval_seconds": 0.5, "peak_memory_bytes": 1000,
+                 "memory_bytes": 0} for n in steps]
+    total = {key: sum(task[key] for task in per_task) for key in per_task[0]}
+    total["peak_memory_bytes"], total["memory_bytes"] = 1000, 0
+    cost = {"per_task": per_task, "total": total, "peak_memory_source": "process peak RSS (getrusage ru_maxrss)",
+            "flops_per_step": {"train/32+0": int(flops_per_step)}, "budget": None}
+    return {**doc, "cost": cost}
+
+
+def with_anytime(doc: dict[str, Any], every: int, class_il: list[float], task_steps: list[int]) -> dict[str, Any]:
+    """``doc`` with an ``anytime`` entry, evaluated at steps every, 2 * every, ... (class-IL accuracy
+    ``class_il[n]``), and its ``average_anytime_accuracy`` (the mean of ``class_il``) in its metrics."""
+    ends = [sum(task_steps[: i + 1]) for i in range(len(task_steps))]
+    steps = [every * (n + 1) for n in range(len(class_il))]
+    points = [{"step": step, "task": next(i for i, end in enumerate(ends) if step <= end), "class_il": accuracy,
+               "task_il": None} for step, accuracy in zip(steps, class_il)]
+    class_il_metrics = {**doc["metrics"]["class_il"], "average_anytime_accuracy": sum(class_il) / len(class_il)}
+    return {**doc, "anytime": {"every": every, "points": points},
+            "metrics": {**doc["metrics"], "class_il": class_il_metrics}}
+
+
+# The fake runs with costs (all 2 tasks). Training TFLOPs (train + task end), by hand:
+# finetune seed 0: 2 x 10 steps x 1 TFLOP = 20, 10 s; seed 1: 2 x 10 x 1.2 + 2 x 0.5 = 25, 12 s;
+# er seed 3: 2 x 5 x 4 + 2 x 1 = 42, 10 s. Anytime (finetune only, every 5 steps): seed 0 60, 80, 30, 45
+# (mean 53.75), seed 1 50, 60, 30, 35 (mean 43.75).
+ANYTIME = {0: [60.0, 80.0, 30.0, 45.0], 1: [50.0, 60.0, 30.0, 35.0]}
+
+
+def fake_cost_docs() -> list[dict[str, Any]]:
+    """``fake_docs`` with the costs and anytime evaluations above."""
+    finetune_0, finetune_1, er = fake_docs()
+    finetune_0 = with_anytime(with_cost(finetune_0, [10, 10], 1e12, 0, 0.5), 5, ANYTIME[0], [10, 10])
+    finetune_1 = with_anytime(with_cost(finetune_1, [10, 10], 1.2e12, 0.5e12, 0.6), 5, ANYTIME[1], [10, 10])
+    return [finetune_0, finetune_1, with_cost(er, [5, 5], 4e12, 1e12, 1.0)]
+
+
+# A joint run's class-IL matrix: 95 on task 0 after task 0, 92 on task 1 after task 1. Intransigence by hand:
+# finetune seed 0 (diagonal 80, 90): 15, 2, mean 8.5; seed 1 (60, 70): 35, 22, mean 28.5; er (90, 85): 5, 7, mean 6.
+JOINT = {"class_il": [[95.0, 0.0], [90.0, 92.0]]}

@@ -47,8 +47,11 @@ def train(strategy: str) -> Callable[[Distributed], dict]:
                         tiny_config(), progress=False, dist=group)
         doc = runner.run()
         memory = runner.strategy.state_dict().get("buffer")
+        measured = {"train_seconds", "eval_seconds", "peak_memory_bytes"}
+        counted = [{k: v for k, v in task.items() if k not in measured} for task in doc["cost"]["per_task"]]
         return {"parameters": {k: v for k, v in runner.model.state_dict().items() if v.is_floating_point()},
                 "matrices": doc["matrices"], "hashes": runner.state_hashes,
+                "cost": (counted, doc["cost"]["flops_per_step"]),
                 "memory": None if memory is None else {k: memory[k] for k in ("x", "y", "logits", "seen")}}
     return work
 
@@ -69,6 +72,14 @@ def test_two_processes_train_as_one_with_the_global_batch(runs, strategy):
     for name, value in one["parameters"].items():
         assert torch.equal(rank0["parameters"][name], rank1["parameters"][name]), name  # DDP: the same update
         assert torch.allclose(rank0["parameters"][name], value, **PARAMETER_TOLERANCE), name
+    # each process counts its shard's FLOPs and teacher images; summed, the steps' are one process's. Task-end
+    # work every process repeats on gathered rows (a head over gathered features, BiC's fit) counts once per process
+    assert rank0["cost"] == rank1["cost"]
+    assert one["cost"][1] == rank0["cost"][1]
+    for alone, shared in zip(one["cost"][0], rank0["cost"][0]):
+        assert {k: v for k, v in alone.items() if k != "task_end_flops"} == {
+            k: v for k, v in shared.items() if k != "task_end_flops"}
+        assert alone["task_end_flops"] <= shared["task_end_flops"] <= 1.01 * alone["task_end_flops"]
     assert one["matrices"].keys() == rank0["matrices"].keys()
     for setting, matrix in one["matrices"].items():
         assert len(matrix) == len(rank0["matrices"][setting]) == 3

@@ -58,3 +58,32 @@ def test_task_curves_and_summary():
 def test_bad_matrix_shape():
     with pytest.raises(ValueError):
         metrics.final_accuracy([[1.0], [2.0]])
+
+
+# A joint run's matrix: trained on tasks 0..k, its accuracy on task k after task k is 95, 90, 85.
+JOINT = [[95.0, None, None], [93.0, 90.0, None], [91.0, 88.0, 85.0]]
+
+
+def test_intransigence_is_the_reference_diagonal_minus_the_run_diagonal():
+    mean, per_task = metrics.intransigence(R3, JOINT)  # R3's diagonal: 90, 80, 70
+    assert per_task == pytest.approx([95 - 90, 90 - 80, 85 - 70]) and mean == pytest.approx(10.0)
+    mean, per_task = metrics.intransigence(R3_MAX, JOINT)  # 50, 60, 90: better than the reference on task 2
+    assert per_task == pytest.approx([45.0, 30.0, -5.0]) and mean == pytest.approx(70 / 3)
+
+
+def test_intransigence_of_a_partial_run_and_a_short_reference():
+    partial = [[90.0, 5.0, 7.0], [60.0, 80.0, 3.0]]
+    assert metrics.intransigence(partial, JOINT) == (pytest.approx(7.5), pytest.approx([5.0, 10.0]))
+    with pytest.raises(ValueError, match="reference run completed 2 tasks, fewer than the 3"):
+        metrics.intransigence(R3, JOINT[:2])
+
+
+def test_average_anytime_accuracy_is_the_mean_over_the_evaluation_points():
+    points = [{"step": 10, "task": 0, "class_il": 60.0, "task_il": 60.0},
+              {"step": 20, "task": 0, "class_il": 80.0, "task_il": 80.0},
+              {"step": 30, "task": 1, "class_il": 45.0, "task_il": None},
+              {"step": 40, "task": 1, "class_il": 55.0, "task_il": None}]
+    assert metrics.average_anytime_accuracy(points) == pytest.approx((60 + 80 + 45 + 55) / 4)
+    assert metrics.average_anytime_accuracy(points[:1]) == 60.0
+    with pytest.raises(ValueError, match="at least one evaluation point"):
+        metrics.average_anytime_accuracy([])

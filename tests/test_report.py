@@ -2,9 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from fake_runs import ER_HPARAMS, FINETUNE, fake_docs, fake_run, write_fake_runs
+from fake_runs import ER_HPARAMS, FINETUNE, JOINT, fake_cost_docs, fake_docs, fake_run, write_fake_runs
 
 from lifelong_kd import metrics
+from lifelong_kd.cost_report import with_intransigence
 from lifelong_kd.errors import UsageError
 from lifelong_kd.report import (
     aggregate,
@@ -13,6 +14,7 @@ from lifelong_kd.report import (
     find_results,
     group_runs,
     is_complete,
+    load_reference,
     load_runs,
     mean_and_std,
     run_labels,
@@ -224,3 +226,50 @@ def test_all_runs_unfinished_is_an_error_naming_the_flag(tmp_path):
                        f"anyway): {failed} (failed: loss is nan, 2/2 tasks), {running} (running, 1/2 tasks)")
     docs, warnings = load_runs([failed, running], include_incomplete=True)
     assert len(docs) == 2 and warnings[0].startswith("included 2 unfinished runs (--include-incomplete): ")
+
+
+def test_compare_table_adds_cost_anytime_and_intransigence_columns():
+    reference = fake_run("joint", 0, JOINT)
+    table = compare_table(fake_cost_docs(), reference).splitlines()
+    assert table[2].endswith("| task-IL BWT | training TFLOPs | train s | anytime acc | intransigence |")
+    assert table[3] == "|---|---|---|" + "---:|" * 12
+    # finetune: TFLOPs 20, 25 (sd sqrt(12.5) = 3.54), seconds 10, 12, anytime 53.75, 43.75, intransigence 8.5, 28.5
+    assert table[4].endswith("| -25.00 ± 7.07 | 22.50 ± 3.54 | 11.0 ± 1.4 | 48.75 ± 7.07 | 18.50 ± 14.14 |")
+    assert table[5].endswith("| — | — | — | — | 42.00 ± 0.00 | 10.0 ± 0.0 | — | 6.00 ± 0.00 |")
+    without_reference = compare_table(fake_cost_docs()).splitlines()
+    assert without_reference[2].endswith("| training TFLOPs | train s | anytime acc |")
+    assert without_reference[5].endswith("| 42.00 ± 0.00 | 10.0 ± 0.0 | — |")
+    assert "TFLOPs" not in compare_table(fake_docs())  # old results: the columns of before
+
+
+def test_aggregate_carries_cost_anytime_and_intransigence_over_seeds():
+    finetune = aggregate(fake_cost_docs()[:2])
+    flops, seconds = finetune["cost"]["training_flops"], finetune["cost"]["train_seconds"]
+    assert flops["values"] == [20e12, 25e12] and flops["mean"] == 22.5e12
+    assert flops["std"] == pytest.approx(np.sqrt(2 * 2.5e12**2))
+    assert seconds["values"] == pytest.approx([10.0, 12.0]) and seconds["std"] == pytest.approx(np.sqrt(2))
+    anytime = finetune["metrics"]["class_il"]["average_anytime_accuracy"]
+    assert anytime["values"] == [53.75, 43.75] and anytime["mean"] == 48.75
+    reference = fake_run("joint", 0, JOINT)
+    with_reference = aggregate(with_intransigence(fake_cost_docs()[:2], reference))
+    per_task = with_reference["metrics"]["class_il"]["intransigence_per_task"]
+    assert per_task["values"] == [[15.0, 2.0], [35.0, 22.0]] and per_task["mean"] == [25.0, 12.0]
+    assert per_task["std"] == pytest.approx([np.sqrt(200)] * 2)
+    assert with_reference["metrics"]["class_il"]["intransigence"]["values"] == [8.5, 28.5]
+    assert "intransigence" not in with_reference["metrics"]["task_il"]  # the reference has no task-IL
+    assert json.loads(json.dumps(with_reference)) == with_reference
+    assert "cost" not in aggregate([fake_cost_docs()[0], fake_docs()[1]])  # a run without one: none
+
+
+def test_bad_references_are_clear_errors(tmp_path):
+    docs = fake_cost_docs()
+    short = fake_run("joint", 0, {"class_il": [[95.0, 0.0]]}, n_tasks=2)
+    assert "reference run completed 1 tasks, fewer than the 2 of the run" in _error(compare_table, docs, short)
+    write_results(tmp_path / "joint" / "results.json", fake_run("joint", 0, JOINT))
+    assert load_reference(tmp_path / "joint", docs)["config"]["strategy"] == "joint"
+    write_results(tmp_path / "three" / "results.json", fake_run("joint", 0, {"class_il": [[95.0, 0.0, 0.0]]},
+                                                                n_tasks=3))
+    assert "has 3 tasks, the runs 2" in _error(load_reference, tmp_path / "three", docs)
+    assert "holds 2 results files" in _error(load_reference, tmp_path, docs)
+    write_results(tmp_path / "other" / "results.json", fake_run("joint", 0, JOINT, benchmark="other"))
+    assert "different benchmarks" in _error(load_reference, tmp_path / "other", docs)

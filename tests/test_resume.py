@@ -80,10 +80,19 @@ def assert_equal(a, b, where: str = "") -> None:
         assert a == b, where
 
 
+def counted_cost(out: Path) -> dict:
+    """The run's cost but the measured times and peak memory: what was counted (images, steps, FLOPs)."""
+    cost = json.loads((out / "results.json").read_text())["cost"]
+    measured = {"train_seconds", "eval_seconds", "peak_memory_bytes"}
+    return {"per_task": [{k: v for k, v in task.items() if k not in measured} for task in cost["per_task"]],
+            "flops_per_step": cost["flops_per_step"]}
+
+
 def assert_same_end(out: Path, reference: Path) -> None:
-    """The two runs ended with the same matrices and the same final state: model, teacher, the strategy's
-    memory and class means, every random generator."""
+    """The two runs ended with the same matrices, the same counted cost and the same final state: model,
+    teacher, the strategy's memory and class means, every random generator."""
     assert matrices(out) == matrices(reference)
+    assert counted_cost(out) == counted_cost(reference)
     final, expected = (torch.load(path / CHECKPOINT, weights_only=True) for path in (out, reference))
     for key in ("position", "task_sizes", "model", "teacher", "strategy", "generator", "random"):
         assert_equal(final[key], expected[key], key)

@@ -1,5 +1,6 @@
 import gc
 import json
+import warnings
 import weakref
 
 import numpy as np
@@ -165,14 +166,19 @@ def test_joint_trains_on_every_seen_task(tiny_stream):
 
 def test_compile_trains_like_eager_and_keeps_the_model_plain(tiny_stream):
     """--compile: the compiled backbone shares the model's parameters; training follows eager
-    training up to float reordering, and the model and its teacher stay ordinary modules."""
-    runs = {}
+    training up to float reordering, and the model and its teacher stay ordinary modules. The FLOPs
+    counted through the compiled backbone are the eager ones."""
+    runs, costs = {}, {}
     for compile_ in ("off", "on"):
         model = tiny_model(tiny_stream)
         runner = Runner(model, build_strategy("lwf", lr=0.05), tiny_stream, tiny_config(compile=compile_),
                         progress=False)
-        doc = runner.run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the FLOP counter's module hooks warn nothing
+            doc = runner.run()
         runs[compile_] = (model.state_dict(), doc["matrices"]["class_il"], runner)
+        costs[compile_] = doc["cost"]["flops_per_step"]
+    assert costs["on"] == costs["off"] and len(costs["on"]) == 5
     (eager_state, eager_matrix, _), (compiled_state, compiled_matrix, runner) = runs["off"], runs["on"]
     assert compiled_state.keys() == eager_state.keys()  # no _orig_mod prefixes in what users save
     for key, value in eager_state.items():

@@ -117,6 +117,10 @@ class Strategy:
     def after_task(self, ctx: TaskContext) -> None:
         """Called after training the task, before the teacher snapshot."""
 
+    def memory_bytes(self) -> int:
+        """The bytes of the strategy's replay memory (none by default)."""
+        return 0
+
     def eval_scores(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra classifiers' scores (higher is better) from test features, by name."""
         return {}

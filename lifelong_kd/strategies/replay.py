@@ -55,6 +55,9 @@ class ReplayStrategy(Strategy):
                 f"would end with no sample of {num_classes - memory} classes; use --memory {num_classes} or more"
             )
 
+    def memory_bytes(self) -> int:
+        return 0 if self.buffer is None else self.buffer.nbytes
+
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": None if self.buffer is None else self.buffer.state_dict()}
 
