@@ -94,20 +94,31 @@ def split_cifar10_headline() -> list[Path]:
 
 
 def cost_figures(name: str) -> list[Path]:
-    """The runs of ``benchmarks/results/<name>`` (a budget benchmark: every run with its ``cost``):
-    final class-IL accuracy against training FLOPs and against training seconds, one point per
-    configuration (mean ± std over seeds) with the Pareto front, and, when every run has one, the
-    anytime accuracy curves; into ``plots/<name without .json>_cost_flops.png`` and so on."""
+    """The runs of ``benchmarks/results/<name>`` (a budget benchmark: every run with its ``cost``), one
+    set of figures per budget: final class-IL accuracy against training FLOPs and against training
+    seconds, one point per strategy (mean ± std over seeds) with the Pareto front, and, when every run
+    has one, the anytime accuracy curves; into ``plots/<name without .json>_<budget>_cost_flops.png``
+    and so on (no budget in the name for runs without one)."""
     docs = benchmark_documents(name)
-    stem = Path(name).stem
+    budgets = sorted({_budget(doc) for doc in docs}, key=lambda budget: (budget is not None, budget or 0))
     written = []
-    for axis in ("flops", "seconds"):
-        written.append(HERE / f"{stem}_cost_{axis}.png")
-        cost_plots.plot_cost(docs, written[-1], axis)
-    if all("anytime" in doc for doc in docs):
-        written.append(HERE / f"{stem}_anytime.png")
-        cost_plots.plot_anytime(docs, written[-1])
+    for budget in budgets:
+        runs = [doc for doc in docs if _budget(doc) == budget]
+        stem = Path(name).stem + ("" if budget is None else f"_{budget:.3g}")
+        title = None if budget is None else (
+            f"Split-CIFAR-10 at {budget:.3g} training FLOPs per task, M = 500 (mean ± std over seeds)")
+        for axis in ("flops", "seconds"):
+            written.append(HERE / f"{stem}_cost_{axis}.png")
+            cost_plots.plot_cost(runs, written[-1], axis, title=title)
+        if all("anytime" in doc for doc in runs):
+            written.append(HERE / f"{stem}_anytime.png")
+            cost_plots.plot_anytime(runs, written[-1])
     return written
+
+
+def _budget(doc: dict[str, Any]) -> float | None:
+    """The run's training budget per task, or None."""
+    return (doc["cost"].get("budget") or {}).get("per_task")
 
 
 BUDGET_RESULTS = "split_cifar10_budget.json"
