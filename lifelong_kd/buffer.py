@@ -63,8 +63,9 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        """The bytes the memory holds: its images, labels, task ids and stored logits, at full capacity."""
-        tensors = (self.x, self.y, self.task, self.logits, self.logit_units)
+        """The bytes the memory holds: its images, labels, task ids and stored logits (with the units
+        they cover), at full capacity."""
+        tensors = (self.x, self.y, self.task) + (() if self.logits is None else (self.logits, self.logit_units))
         return sum(t.nbytes for t in tensors if t is not None)
 
     def _store(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor,

@@ -29,7 +29,7 @@ import torch
 from .errors import UsageError
 from .faults import kill_point
 
-FORMAT = "lifelong_kd.checkpoint/1"
+FORMAT = "lifelong_kd.checkpoint/2"  # 2: the run record carries its cost and anytime points
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 TASK_START = "checkpoint.task.pt"

@@ -30,8 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .distributed import Distributed
 
-TASK_KEYS = ("current_images", "replayed_images", "teacher_images", "steps", "train_flops", "task_end_flops",
-             "train_seconds", "eval_seconds", "peak_memory_bytes", "memory_bytes")
+TASK_KEYS = ("current_images", "replayed_images", "teacher_images", "steps", "train_flops", "main_steps",
+             "main_flops", "task_end_flops", "train_seconds", "eval_seconds", "peak_memory_bytes", "memory_bytes")
 
 
 def step_kind(phase: str, current: int, replayed: int, units: int, teacher: bool) -> str:
@@ -59,6 +59,7 @@ def flop_counter() -> Iterator[FlopCounterMode]:
 
 
 def reset_peak_memory(device: torch.device) -> None:
+    """Start CUDA's peak-memory count afresh (the CPU's process peak cannot be reset)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -66,7 +67,9 @@ def reset_peak_memory(device: torch.device) -> None:
 class CostMeter:
     """The cost of a run as it accumulates, task by task; its ``state_dict`` goes into every checkpoint.
 
-    ``flops_per_step`` and ``teacher_per_step`` map a step kind (``step_kind``) to the FLOPs and the
+    ``main_steps`` and ``main_flops`` are the main phase's share of ``steps`` and ``train_flops``: what a
+    budget limits (the other phases, LwF's warm-up, LUCIR's fine-tuning, run as configured and count in
+    the totals). ``flops_per_step`` and ``teacher_per_step`` map a step kind (``step_kind``) to the FLOPs and the
     teacher's images counted on its first step. ``task`` holds the counts of the task in progress
     (``TASK_KEYS``); ``end_task`` closes it. ``budget`` is ``None`` or (``"flops"`` | ``"steps"``,
     amount per task). ``teacher_forwarded`` counts the images this process forwarded through the
@@ -84,6 +87,7 @@ class CostMeter:
         self.in_task = False  # between start_task and end_task
 
     def start_task(self, device: torch.device) -> None:
+        """Open the next task's record (and, on CUDA, its peak memory)."""
         self.task = dict.fromkeys(TASK_KEYS, 0)
         self.in_task = True
         reset_peak_memory(device)
@@ -97,9 +101,10 @@ class CostMeter:
         return int(flops), int(teacher)
 
     @contextmanager
-    def counting_step(self, kind: str, current: int, replayed: int, dist: Distributed,
+    def counting_step(self, kind: str, current: int, replayed: int, main: bool, dist: Distributed,
                       device: torch.device) -> Iterator[None]:
-        """Around one training step: count its FLOPs if it is the first of its kind, then add its cost."""
+        """Around one training step (of the main phase or not): count its FLOPs if it is the first of its
+        kind, then add its cost."""
         if kind in self.flops_per_step:
             yield
         else:
@@ -113,6 +118,9 @@ class CostMeter:
         self.task["replayed_images"] += replayed
         self.task["train_flops"] += self.flops_per_step[kind]
         self.task["teacher_images"] += self.teacher_per_step[kind]
+        if main:
+            self.task["main_steps"] += 1
+            self.task["main_flops"] += self.flops_per_step[kind]
 
     @contextmanager
     def counting_task_work(self, dist: Distributed, device: torch.device) -> Iterator[None]:
@@ -130,11 +138,11 @@ class CostMeter:
         return sum(task["steps"] for task in self.per_task) + (self.task["steps"] if self.in_task else 0)
 
     def budget_spent(self) -> bool:
-        """Whether the task in progress has spent its budget (never, without one)."""
+        """Whether the main phase of the task in progress has spent its budget (never, without one)."""
         if self.budget is None:
             return False
         kind, amount = self.budget
-        return self.task["train_flops" if kind == "flops" else "steps"] >= amount
+        return self.task["main_flops" if kind == "flops" else "main_steps"] >= amount
 
     def end_task(self, train_seconds: float, eval_seconds: float, memory_bytes: int, device: torch.device) -> None:
         """Close the task's record with its times, the memory's size and the peak memory (this process's)."""
@@ -154,11 +162,13 @@ class CostMeter:
                 "flops_per_step": dict(self.flops_per_step), "budget": budget}
 
     def state_dict(self) -> dict[str, Any]:
+        """The meter as plain containers, for a checkpoint."""
         return {"flops_per_step": dict(self.flops_per_step), "teacher_per_step": dict(self.teacher_per_step),
                 "per_task": list(self.per_task), "task": dict(self.task), "memory_source": self.memory_source,
                 "in_task": self.in_task}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the meter where ``state_dict`` left it."""
         self.flops_per_step, self.teacher_per_step = dict(state["flops_per_step"]), dict(state["teacher_per_step"])
         self.per_task, self.task = list(state["per_task"]), dict(state["task"])
         self.memory_source, self.in_task = state["memory_source"], state["in_task"]

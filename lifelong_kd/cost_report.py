@@ -18,6 +18,7 @@ from . import metrics
 from .errors import UsageError
 
 Document = dict[str, Any]
+Matrix = list[list[float | None]]
 TFLOP = 1e12
 COST_TOTALS = {"training_flops": ("train_flops", "task_end_flops"), "train_seconds": ("train_seconds",)}
 
@@ -33,19 +34,28 @@ def task_boundaries(doc: Document) -> list[int]:
     return np.cumsum([task["steps"] for task in doc["cost"]["per_task"]]).astype(int).tolist()
 
 
+def intransigence_metrics(matrices: dict[str, Matrix], reference: dict[str, Matrix]) -> dict[str, dict[str, Any]]:
+    """Per setting both have, ``intransigence`` and ``intransigence_per_task`` (``metrics.intransigence``)
+    of a run's ``matrices`` against a reference run's (a joint run); a ``UsageError`` when the reference
+    finished fewer tasks than the run."""
+    found = {}
+    for setting in matrices.keys() & reference.keys():
+        if not matrices[setting]:
+            continue
+        try:
+            mean, per_task = metrics.intransigence(matrices[setting], reference[setting])
+        except ValueError as error:
+            raise UsageError(f"--reference: {error}") from None
+        found[setting] = {"intransigence": mean, "intransigence_per_task": per_task}
+    return found
+
+
 def with_intransigence(docs: Sequence[Document], reference: Document) -> list[Document]:
-    """Copies of ``docs`` whose ``metrics[setting]`` gain ``intransigence`` and ``intransigence_per_task``
-    (``metrics.intransigence``) against ``reference`` (a joint run's results), for every setting both
-    have; a ``UsageError`` when the reference finished fewer tasks than a run."""
+    """Copies of ``docs`` whose ``metrics[setting]`` gain ``intransigence_metrics`` against ``reference``."""
     updated = []
     for doc in docs:
-        settings = {}
-        for setting in doc["matrices"].keys() & reference["matrices"].keys():
-            try:
-                mean, per_task = metrics.intransigence(doc["matrices"][setting], reference["matrices"][setting])
-            except ValueError as error:
-                raise UsageError(f"--reference: {error}") from None
-            settings[setting] = {**doc["metrics"][setting], "intransigence": mean, "intransigence_per_task": per_task}
+        found = intransigence_metrics(doc["matrices"], reference["matrices"])
+        settings = {setting: {**doc["metrics"][setting], **values} for setting, values in found.items()}
         updated.append({**doc, "metrics": {**doc["metrics"], **settings}})
     return updated
 

@@ -118,7 +118,7 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
             order = torch.randperm(n, generator=runner.generator, device=runner.device)
         running = torch.zeros((), device=runner.device)
         pending = 0
-        epochs = "(budget)" if budgeted else f"/{phase.epochs}"
+        epochs = " (budget)" if budgeted else f"/{phase.epochs}"
         desc = f"task {ctx.task.index + 1}/{len(runner.stream)} {phase.name} epoch {epoch + 1}{epochs}"
         first_step, steps_before = position.step, cost.run_steps
         batches = range(0, n, cfg.batch_size)
@@ -145,6 +145,7 @@ def train_phase(runner: Runner, ctx: TaskContext, phase: Phase) -> tuple[int, fl
                 if stepped and cfg.eval_every and cost.run_steps % cfg.eval_every == 0:
                     runner.evaluate_anytime(ctx)
                     model.train(not phase.freeze_backbone)
+                    logged = (time.perf_counter(), images)  # images/s of training alone
                 kill_point("step")
                 runner.checkpoint_if_due(optimizer, scheduler, order, epoch_end=step_index == len(batches) - 1)
             if pending:
@@ -198,7 +199,7 @@ def train_step(
     if step is not whole and (n % runner.dist.world or (len(y) - n) % (2 * runner.dist.world)):
         runner.warn_uneven(n, len(y) - n)
     kind = step_kind(phase.name, n, len(y) - n, runner.model.num_classes, ctx.teacher is not None)
-    with runner.record.cost.counting_step(kind, n, len(y) - n, runner.dist, runner.device):
+    with runner.record.cost.counting_step(kind, n, len(y) - n, phase.main, runner.dist, runner.device):
         step.features, step.logits, *maps = forward(step.x)
         step.stages = maps[0] if maps else None
         loss_fn = strategy.loss if phase.main else phase.loss

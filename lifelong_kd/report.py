@@ -27,7 +27,7 @@ from .errors import UsageError
 from .results import load_results
 
 AGGREGATE_FORMAT = "lifelong_kd.aggregate/1"
-SEED_DEPENDENT_KEYS = frozenset({"seed", "command", "class_order", "class_names"})
+SEED_DEPENDENT_KEYS = frozenset({"seed", "command", "class_order", "class_names", "reference"})
 SETTING_LABELS = {"class_il": "class-IL", "task_il": "task-IL", "nme_class_il": "NME class-IL",
                   "nme_task_il": "NME task-IL"}
 TABLE_SETTINGS = ("class_il", "task_il")
@@ -177,7 +177,8 @@ def load_runs(paths: Sequence[Path], include_incomplete: bool = False) -> tuple[
 
 def load_reference(path: Path, docs: Sequence[Document]) -> Document:
     """The reference run of ``--reference`` (a run folder or its results.json: a joint run), checked
-    (``check_document``) and of the benchmark and number of tasks of ``docs``."""
+    (``check_document``), complete, and of the benchmark, number of tasks and class order of every
+    run of ``docs`` (results documents, or configs wrapped as ``{"config": ...}``)."""
     files = find_results([path])
     if len(files) != 1:
         raise UsageError(f"--reference '{path}' holds {len(files)} results files: pass one run's folder or file")
@@ -187,6 +188,13 @@ def load_reference(path: Path, docs: Sequence[Document]) -> Document:
     if reference["config"].get("n_tasks") != docs[0]["config"].get("n_tasks"):
         raise UsageError(f"--reference '{files[0]}' has {reference['config'].get('n_tasks')} tasks, the runs "
                          f"{docs[0]['config'].get('n_tasks')}: pass a joint run of the same task stream")
+    if not is_complete(reference):
+        raise UsageError(f"--reference '{files[0]}' is not a finished run ({status_text(reference)}): pass a "
+                         "finished joint run")
+    orders = {tuple(doc["config"].get("class_order") or ()) for doc in docs} - {()}
+    if any(order != tuple(reference["config"].get("class_order") or order) for order in orders):
+        raise UsageError(f"--reference '{files[0]}' learnt the classes in another order than the runs: its "
+                         "tasks are other tasks; pass a joint run with the runs' class order")
     return reference
 
 

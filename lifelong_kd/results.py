@@ -14,6 +14,7 @@ import torch
 
 from . import __version__, metrics
 from .cost import CostMeter
+from .cost_report import intransigence_metrics
 from .errors import UsageError
 
 FORMAT = "lifelong_kd.results/1"
@@ -80,10 +81,8 @@ def results_document(
     if anytime is not None and anytime["points"] and "class_il" in metrics_by_setting:
         metrics_by_setting["class_il"]["average_anytime_accuracy"] = metrics.average_anytime_accuracy(
             anytime["points"])
-    for name, matrix in matrices.items() if reference is not None else ():
-        if name in reference and matrix:
-            mean, per_task = metrics.intransigence(matrix, reference[name])
-            metrics_by_setting[name].update(intransigence=mean, intransigence_per_task=per_task)
+    for name, values in intransigence_metrics(matrices, reference or {}).items():
+        metrics_by_setting[name].update(values)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "status": status,

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import UsageError
 
-PATH_ARGUMENTS = ("data_root", "cache_dir", "out")
+PATH_ARGUMENTS = ("data_root", "cache_dir", "out", "reference")
 FREE_ON_RESUME = ("resume", "out", "overwrite", "quiet", "func", "command")
 CHANGEABLE_AFTER_FAILURE = ("lr", "amp")
 

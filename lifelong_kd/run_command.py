@@ -27,7 +27,7 @@ from .loop_state import RunInterrupted, pending_stop
 from .models import build_model
 from .options import FeatureDistillation, Option, WeightAligning
 from .outdir import check_output_dir, recover_replacement, replacing
-from .results import atomic_write_text, load_results
+from .results import atomic_write_text
 from .resume import plain_arguments, resumed_arguments
 from .runner import Runner
 from .strategies import STRATEGIES, Strategy
@@ -90,21 +90,20 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
         checkpoint_every=args.checkpoint_every, sync_bn=args.sync_bn, budget_flops=args.budget_flops,
         budget_steps=args.budget_steps, eval_every=args.eval_every,
     )
-    if args.tensorboard and args.out is None:
-        raise UsageError("--tensorboard writes to OUT/tb: give --out")
-    reference = None if args.reference is None else load_results(args.reference)["matrices"]
+    stream_config = {"benchmark": stream.name, "n_tasks": len(stream), "class_order": list(stream.class_order)}
+    reference = None if args.reference is None else report.load_reference(args.reference, [{"config": stream_config}])
     run_config = {
         "benchmark": stream.name, "n_tasks": len(stream), "model": args.model,
         "data_root": str(args.data_root) if args.data_root else None,
         "max_train_per_class": args.max_train_per_class, "class_order_option": args.class_order,
         "first_task_classes": args.first_task_classes,
-        "reference": None if args.reference is None else str(args.reference),
+        "reference": None if args.reference is None else str(args.reference.resolve()),
         "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG,
     }
     return Runner(
         model, strategy, stream, config, options=options, out_dir=args.out, run_config=run_config,
         progress=not args.quiet, extra_state={"cli_args": plain_arguments(args)}, dist=group,
-        reference=reference, tensorboard=args.tensorboard,
+        reference=None if reference is None else reference["matrices"], tensorboard=args.tensorboard,
     )
 
 

@@ -25,7 +25,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,8 @@ class Runner:
         self.test_sets = [(task.test.x.to(self.device), task.test.y.to(self.device)) for task in stream]
         self.record = RunRecord(len(stream), cost=CostMeter(self.config.budget), eval_every=self.config.eval_every,
                                 reference=reference)
-        self.tensorboard = (TensorBoardLog(out_dir / "tb") if tensorboard and out_dir is not None and self.dist.main
-                            else None)
+        self.tensorboard_wanted = tensorboard and out_dir is not None and self.dist.main
+        self.tensorboard: TensorBoardLog | None = None  # opened by ``run``, once the output folder is the run's
         self.anytime_seconds = 0.0  # evaluations during the task in progress, counted as evaluation time
         self.position = Position()
         self.task_sizes: list[int] = []  # the head's width after each task's growth
@@ -194,7 +194,7 @@ class Runner:
     def run(self) -> dict[str, Any]:
         """Train the whole stream, or what is left of it after ``resume_from``; return the results
         document (also written to ``out_dir``)."""
-        with stop_requests(self.request_stop):
+        with stop_requests(self.request_stop), self.tensorboard_log():
             self.begin()
             if self.model.head.future_units and self.record.baseline is None and self.position == Position():
                 self.record.baseline = self.evaluate(0, range(len(self.stream)))["task_il"]
@@ -213,6 +213,21 @@ class Runner:
                     self.stop()  # the task's checkpoint is written
             self.resume_state = None
             return doc
+
+    @contextmanager
+    def tensorboard_log(self) -> Iterator[None]:
+        """``out_dir/tb``'s log open while the run trains (``tensorboard``): opened after ``begin`` may have
+        replaced the folder, from the run's step so far (a resumed run drops what it will log again),
+        and closed however the run ends."""
+        if not self.tensorboard_wanted:
+            yield
+            return
+        self.tensorboard = TensorBoardLog(self.out_dir / "tb", purge_step=self.record.cost.run_steps or None)
+        try:
+            yield
+        finally:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def begin(self) -> None:
         """Write the run's first checkpoint and results.json (status ``running``) before anything is
@@ -275,6 +290,7 @@ class Runner:
 
     def evaluate_anytime(self, ctx: TaskContext) -> None:
         """Evaluate the seen tasks in the middle of a task's training (``eval_every``), as an anytime point."""
+        self.sync()  # queued training work is training time
         start = time.perf_counter()
         rows = self.evaluate(ctx.n_seen, range(ctx.task.index + 1))
         self.record.add_anytime(self.record.cost.run_steps, ctx.task.index, rows)

@@ -30,8 +30,9 @@ def _is_number(value: object) -> bool:
 class TensorBoardLog:
     """Scalar logging of training and per-task evaluation to a TensorBoard event file under ``log_dir``."""
 
-    def __init__(self, log_dir: Path) -> None:
-        """Open a ``SummaryWriter`` writing under ``log_dir`` (created when missing).
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        """Open a ``SummaryWriter`` writing under ``log_dir`` (created when missing); with ``purge_step``
+        (a resumed run's step) the events logged at or after it before the interruption are dropped.
 
         Raises:
             UsageError: the ``tensorboard`` package cannot be imported.
@@ -41,7 +42,7 @@ class TensorBoardLog:
         except ImportError as error:
             raise UsageError(f"TensorBoard logging needs the tensorboard package: {INSTALL_HINT}") from error
         self.log_dir = Path(log_dir)
-        self._writer: Any = SummaryWriter(log_dir=str(self.log_dir))
+        self._writer: Any = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def training(self, step: int, loss: float, lr: float, images_per_second: float) -> None:
         """Write ``train/loss``, ``train/lr`` and ``train/images_per_second`` at global step ``step``."""

@@ -3,6 +3,7 @@ schedule, which batches take a step, seeding."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from typing import Any
@@ -78,6 +79,8 @@ class TrainConfig:
         CheckpointInterval.parse(self.checkpoint_every)
         if self.budget_flops is not None and self.budget_steps is not None:
             raise UsageError("give one budget per task: --budget-flops or --budget-steps, not both")
+        if self.budget is not None and not (math.isfinite(self.budget[1]) and self.budget[1] > 0):
+            raise UsageError(f"a budget must be a positive finite number, not {self.budget[1]}")
         if self.budget is not None and self.schedule != "none":
             raise UsageError(f"a budgeted run trains until its budget is spent, so its epochs are not known ahead: "
                              f"it needs --schedule none, not {self.schedule}")

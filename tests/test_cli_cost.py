@@ -34,7 +34,7 @@ def test_compare_with_a_reference_adds_intransigence(tmp_path, capsys):
     assert "| 22.50 ± 3.54 | 11.0 ± 1.4 | 48.75 ± 7.07 | 18.50 ± 14.14 |" in printed
     write_results(tmp_path / "short" / "results.json", fake_run("joint", 0, {"class_il": [[95.0, 0.0]]}, n_tasks=2))
     assert main(["compare", str(runs), "--reference", str(tmp_path / "short")]) == 2
-    assert "reference run completed 1 tasks, fewer than the 2" in _error_line(capsys)
+    assert "is not a finished run (partial 1/2)" in _error_line(capsys)
 
 
 def test_plot_kinds_cost_and_anytime(tmp_path, capsys):

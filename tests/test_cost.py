@@ -9,6 +9,7 @@ from conftest import tiny_config
 from torch import nn
 
 from lifelong_kd import metrics
+from lifelong_kd.cli import main
 from lifelong_kd.errors import UsageError
 from lifelong_kd.heads import IncrementalClassifier
 from lifelong_kd.models import ContinualModel
@@ -58,7 +59,7 @@ def test_replayed_and_teacher_images_and_the_memory_size_are_counted(tiny_stream
     er = run(tiny_stream, "er")["cost"]
     # ER replays as many images as the batch's 16, at most the memory's 12, once it holds any (not at step 1)
     assert [task["replayed_images"] for task in er["per_task"]] == [5 * 12, 6 * 12, 6 * 12]
-    row_bytes = D + 3 * 8  # a uint8 image; its label, task id and logit-unit count as int64
+    row_bytes = D + 2 * 8  # a uint8 image, its label and task id as int64 (ER stores no logits)
     assert all(task["memory_bytes"] == 12 * row_bytes for task in er["per_task"])
     lwf = run(tiny_stream, "lwf")["cost"]
     # LwF forwards each current batch through the teacher from the second task on
@@ -91,11 +92,23 @@ def test_a_flop_budget_stops_each_task_at_the_first_step_past_it(tiny_stream):
     assert [task["steps"] for task in cost["per_task"]] == [3, 3, 3]
 
 
+def test_a_budget_limits_the_main_phase_and_the_other_phases_still_count(tiny_stream):
+    """LwF's warm-up (the head alone, 2 epochs: 6 steps) runs before its main phase from the second task on:
+    the budget's 4 steps are the main phase's, the warm-up's are in the totals."""
+    cost = run(tiny_stream, "lwf", budget_steps=4)["cost"]
+    assert [task["main_steps"] for task in cost["per_task"]] == [4, 4, 4]
+    assert [task["steps"] for task in cost["per_task"]] == [4, 10, 10]
+    assert all(task["main_flops"] < task["train_flops"] for task in cost["per_task"][1:])
+
+
 def test_budgets_need_a_constant_lr_and_only_one_kind():
     with pytest.raises(UsageError, match="--schedule none"):
         TrainConfig(budget_steps=5, schedule="cosine").resolved(100)
     with pytest.raises(UsageError, match="not both"):
         TrainConfig(budget_steps=5, budget_flops=1e9).resolved(100)
+    for amount in (float("inf"), float("nan"), 0.0):
+        with pytest.raises(UsageError, match="positive finite"):
+            TrainConfig(budget_flops=amount).resolved(100)
 
 
 def test_anytime_points_at_a_task_end_equal_the_task_end_evaluation(tiny_stream):
@@ -141,3 +154,44 @@ def test_the_tensorboard_log_of_a_run_reads_back(tiny_stream, tmp_path):
     final = events.Scalars("metrics/class_il/final_accuracy")[-1]
     assert final.value == pytest.approx(doc["metrics"]["class_il"]["final_accuracy"])
     assert json.loads((tmp_path / "results.json").read_text())["cost"] == doc["cost"]
+
+
+DIGITS = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "1", "--batch-size", "16",
+          "--max-train-per-class", "20", "--n-tasks", "2", "--seed", "0", "--quiet"]
+
+
+def test_the_cli_runs_a_budget_with_anytime_points_a_reference_and_tensorboard(tmp_path):
+    """Through ``lifelong-kd run``, into a folder it replaces (--overwrite): every option lands in results.json
+    and OUT/tb, and the reference's path is recorded absolute."""
+    pytest.importorskip("sklearn")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    assert main([*DIGITS, "--strategy", "joint", "--out", str(tmp_path / "joint")]) == 0
+    out = tmp_path / "lwf"
+    out.mkdir()
+    (out / "old.txt").write_text("an earlier run")
+    assert main([*DIGITS, "--strategy", "lwf", "--budget-steps", "3", "--eval-every", "2", "--tensorboard",
+                 "--reference", str(tmp_path / "joint"), "--out", str(out), "--overwrite"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert [task["main_steps"] for task in doc["cost"]["per_task"]] == [3, 3]
+    assert doc["cost"]["budget"] == {"kind": "steps", "per_task": 3}
+    assert [point["step"] for point in doc["anytime"]["points"]] == list(range(2, doc["cost"]["total"]["steps"] + 1, 2))
+    joint = json.loads((tmp_path / "joint" / "results.json").read_text())["matrices"]["class_il"]
+    mine = doc["matrices"]["class_il"]
+    assert doc["metrics"]["class_il"]["intransigence_per_task"] == pytest.approx(
+        [joint[k][k] - mine[k][k] for k in range(2)])
+    assert doc["config"]["reference"] == str((tmp_path / "joint").resolve())
+    events = accumulator.EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("class_il/task_0")] == [
+        doc["cost"]["per_task"][0]["steps"], doc["cost"]["total"]["steps"]]
+    assert not (out / "old.txt").exists()
+
+
+def test_a_reference_of_another_stream_is_refused_before_training(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert main([*DIGITS, "--strategy", "joint", "--out", str(tmp_path / "joint")]) == 0
+    five = [*DIGITS[:-5], "--n-tasks", "5", "--seed", "0", "--quiet"]
+    assert main([*five, "--strategy", "lwf", "--reference", str(tmp_path / "joint"),
+                 "--out", str(tmp_path / "lwf")]) == 2
+    assert "has 2 tasks, the runs 5" in capsys.readouterr().err
+    assert not (tmp_path / "lwf" / "results.json").exists()

@@ -233,3 +233,19 @@ def test_a_nan_keeps_the_last_good_checkpoint_and_a_lower_lr_resumes_from_the_la
     assert done["config"]["changes"] == [{"from_task": 2, "setting": "lr", "was": 0.5, "now": 0.05}]
     assert done["matrices"]["class_il"][0] == failed["matrices"]["class_il"][0]
     assert all(value is not None for value in done["matrices"]["class_il"][-1])
+
+
+def test_a_budgeted_run_with_anytime_points_resumes_to_the_same_record(tmp_path):
+    """Killed inside LwF's warm-up and inside its budgeted main phase: the resumed run spends the same budget,
+    takes the same anytime points (none twice, none lost) and ends as the uninterrupted run."""
+    flags = ["--strategy", "lwf", "--budget-steps", "7", "--eval-every", "3"]
+    assert in_child([*RUN, *flags, "--out", str(tmp_path / "whole")]) == 0
+    for point in ("step:9", "step:16"):
+        out = tmp_path / point.replace(":", "-")
+        assert in_child([*RUN, *flags, "--out", str(out)], point) == -9
+        assert in_child(["run", "--resume", str(out), "--quiet"]) == 0
+        assert_same_end(out, tmp_path / "whole")
+        anytime = json.loads((out / "results.json").read_text())["anytime"]
+        assert anytime == json.loads((tmp_path / "whole" / "results.json").read_text())["anytime"]
+    cost = json.loads((tmp_path / "whole" / "results.json").read_text())["cost"]
+    assert [task["main_steps"] for task in cost["per_task"]] == [7] * 5
