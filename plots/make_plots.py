@@ -121,13 +121,23 @@ def _budget(doc: dict[str, Any]) -> float | None:
     return (doc["cost"].get("budget") or {}).get("per_task")
 
 
+def anytime_figure(name: str) -> list[Path]:
+    """The anytime accuracy curves of the runs of ``benchmarks/results/<name>`` (run with ``--eval-every``)."""
+    path = HERE / f"{Path(name).stem}.png"
+    cost_plots.plot_anytime(benchmark_documents(name), path)
+    return [path]
+
+
 BUDGET_RESULTS = "split_cifar10_budget.json"
+ANYTIME_RESULTS = "split_cifar10_anytime.json"
 
 
 if __name__ == "__main__":
     makers = [split_cifar10_curves, split_cifar10_matrices, split_cifar10_headline]
     if (RESULTS / BUDGET_RESULTS).exists():
         makers.append(lambda: cost_figures(BUDGET_RESULTS))
+    if (RESULTS / ANYTIME_RESULTS).exists():
+        makers.append(lambda: anytime_figure(ANYTIME_RESULTS))
     for make in makers:
         for figure in make():
             print(f"wrote {figure}")
