@@ -51,13 +51,14 @@ def plot_cost(docs: Sequence[Document], path: Path, axis: str = "flops", title: 
     labels, aggregates = labelled_aggregates([doc for doc in docs if "cost" in doc])
     if not aggregates:
         raise UsageError("no run has a cost entry (results written before costs were recorded): re-run them")
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = plt.subplots(figsize=(9.0, 5.2))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a dozen strategies stay apart
     points = []
-    for label, agg in zip(labels, aggregates):
+    for index, (label, agg) in enumerate(zip(labels, aggregates)):
         cost, accuracy = agg["cost"][key], agg["metrics"]["class_il"]["final_accuracy"]
         x, y = cost["mean"] / scale, accuracy["mean"]
         ax.errorbar(x, y, xerr=cost["std"] / scale, yerr=accuracy["std"], fmt="o", capsize=4,
-                    label=f"{label} ({_seed_count(agg)})")
+                    color=colours[index % len(colours)], label=f"{label} ({_seed_count(agg)})")
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
         points.append((x, y))
     front = pareto_front(points)

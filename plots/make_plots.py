@@ -106,7 +106,7 @@ def cost_figures(name: str) -> list[Path]:
         runs = [doc for doc in docs if _budget(doc) == budget]
         stem = Path(name).stem + ("" if budget is None else f"_{budget:.3g}")
         title = None if budget is None else (
-            f"Split-CIFAR-10 at {budget:.3g} training FLOPs per task, M = 500 (mean ± std over seeds)")
+            f"Split-CIFAR-10, {budget:.3g} training FLOPs per task\n(M = 500, mean ± std over seeds)")
         for axis in ("flops", "seconds"):
             written.append(HERE / f"{stem}_cost_{axis}.png")
             cost_plots.plot_cost(runs, written[-1], axis, title=title)
