@@ -193,16 +193,17 @@ def _silent(*_: Any, **__: Any) -> None:
     """``print`` on every process of a group but rank 0."""
 
 
-DEMO_STRATEGIES = ("finetune", "lwf")
+# fine-tuning forgets; LwF distils from the old model alone; DER++ distils the logits it replays from a memory
+DEMO_STRATEGIES = (("finetune", ()), ("lwf", ()), ("derpp", ("--memory", "200")))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Split-digits (scikit-learn's bundled 8x8 digits, 5 tasks): finetune vs LwF."""
+    """Split-digits (scikit-learn's bundled 8x8 digits, 5 tasks): fine-tuning, LwF and DER++."""
     check_output_dir(args.out, args.overwrite)
     docs = []
-    for strategy in DEMO_STRATEGIES:
+    for strategy, flags in DEMO_STRATEGIES:
         run_args = build_parser().parse_args([
-            "run", "--benchmark", "split-digits", "--model", "small-cnn", "--strategy", strategy,
+            "run", "--benchmark", "split-digits", "--model", "small-cnn", "--strategy", strategy, *flags,
             "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", "32", "--seed", str(args.seed),
             "--device", args.device, "--out", str(args.out / strategy), "--overwrite",
             *(["--quiet"] if args.quiet else []),
@@ -210,6 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         doc = execute_run(run_args)
         print(report.summary_table(doc, run_args.out / "results.json"), end="\n\n")
         docs.append(doc)
+    print(report.compare_table(docs), end="\n\n")
     figure = args.out / "forgetting_curves.png"
     plot_forgetting_curves(docs, figure)
     print(f"forgetting curves -> {figure}")
@@ -269,7 +271,7 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="train a strategy on a task stream")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
-    demo = commands.add_parser("demo", help="offline demo: finetune vs LwF on split digits, < 1 minute")
+    demo = commands.add_parser("demo", help="offline demo: fine-tuning, LwF and DER++ on split digits, < 1 minute")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("--epochs", type=_at_least(1), default=10)
