@@ -36,6 +36,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+class RaisingParser(Parser):
+    """The same parser for the Python API (``lifelong_kd.api``): an error raises ``UsageError`` instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
 def _at_least(minimum: float, kind: type = int, strict: bool = False):
     def parse(text: str) -> Any:
         try:
@@ -265,8 +272,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description="Continual learning with knowledge distillation.")
+def build_parser(parser_class: type[Parser] = Parser) -> Parser:
+    """The command line's parser (``RaisingParser``: the API's, whose errors raise)."""
+    parser = parser_class(prog=PROG, description="Continual learning with knowledge distillation.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train a strategy on a task stream")
     _add_run_options(run)

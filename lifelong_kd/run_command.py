@@ -58,7 +58,7 @@ def prepare_run(args: argparse.Namespace, resuming: bool = False, group: Distrib
     ``resuming``: ``args.out`` holds the run's checkpoint, which the caller loads next. ``group``:
     this process's place among the run's processes (``torchrun``)."""
     group = group or Distributed()
-    if not resuming:
+    if not resuming and args.out is not None:  # the API runs without a folder
         check_output_dir(args.out, args.overwrite)
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 35 45")
