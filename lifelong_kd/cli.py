@@ -23,7 +23,7 @@ from .outdir import check_output_dir
 from .plots import FIGURE_KINDS, FORMATS, plot_forgetting_curves, write_figures
 from .run_command import PROG, execute_run, run_arguments, run_device, run_seeds
 from .runner import HeadLayoutWarning
-from .settings import add_strategy_flags
+from .settings import Group, add_strategy_flags
 from .speed import AMP_CHOICES, COMPILE_CHOICES, CPU_COMPILE_MIN_IMAGES, EVAL_PRECISIONS
 from .strategies import STRATEGIES
 from .training import NonFiniteLossError, TrainConfig
@@ -90,20 +90,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--max-train-per-class", type=_at_least(1), help="class-balanced training subset")
     data.add_argument("--cache-dir", type=Path, help="where decoded uint8 arrays are cached")
     data.add_argument("--download", action="store_true", help="download CIFAR with torchvision (needs a network)")
-    model = parser.add_argument_group("model and strategy")
+    model = parser.add_argument_group("model")
     model.add_argument("--strategy", default="lwf", choices=list(STRATEGIES))
     model.add_argument("--model", default="reduced-resnet18", choices=list(MODELS))
     model.add_argument("--head", choices=list(HEADS),
                        help="head layout (default: the strategy's paper's; see `lifelong-kd list`)")
-    add_strategy_flags(parser.add_argument_group("strategy settings (declared by each strategy)"), STRATEGIES.values())
-    options = parser.add_argument_group("options for any strategy")
-    options.add_argument("--wa", action="store_true",
-                         help="weight aligning alone after each task (WA's last step; the whole method: --strategy wa)")
-    options.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
-                         help="feature distillation term: LUCIR's cosine on normalised features")
-    options.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
-                         help="LUCIR's lambda_base (default 5)")
-    train = parser.add_argument_group("training")
+    train = parser.add_argument_group("training (the strategy settings' defaults are each strategy's)")
     train.add_argument("--epochs", type=_at_least(1), default=TrainConfig.epochs)
     train.add_argument("--batch-size", type=_at_least(2), default=TrainConfig.batch_size)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default=TrainConfig.optimizer)
@@ -119,6 +111,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     seeds.add_argument("--seed", type=_seed, help="one run into OUT/results.json (default 0)")
     seeds.add_argument("--seeds", type=_seed, nargs="+",
                        help="one run per seed into OUT/seed_N/results.json, and OUT/aggregate.json")
+    train.add_argument("--wa", action="store_true",
+                       help="weight aligning alone after each task (WA's last step; the whole method: --strategy wa)")
+    distillation = parser.add_argument_group("distillation")
+    distillation.add_argument("--feature-kd", choices=["none", "lucir"], default="none",
+                              help="feature distillation term for any strategy: LUCIR's cosine on normalised features")
+    distillation.add_argument("--feature-kd-weight", type=_at_least(0.0, float), default=5.0,
+                              help="LUCIR's lambda_base for --feature-kd")
+    replay = parser.add_argument_group("replay")
+    add_strategy_flags({Group.TRAINING: train, Group.DISTILLATION: distillation, Group.REPLAY: replay},
+                       STRATEGIES.values())
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=_at_least(1), default=TrainConfig.eval_batch_size)
     evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default=TrainConfig.eval_precision,
@@ -132,28 +134,47 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             "curve and its average (0: at task ends only)")
     evaluation.add_argument("--reference", type=Path, metavar="RUN",
                             help="a joint run (its folder or results.json) to measure intransigence against")
-    system = parser.add_argument_group("speed and system (results.json records what was chosen)")
-    system.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    system.add_argument("--amp", choices=list(AMP_CHOICES), default=TrainConfig.amp,
-                        help="bf16 autocast; auto: on CUDA with bf16 and CPUs with AMX-bf16 or AVX-512 BF16")
-    system.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=TrainConfig.channels_last,
-                        help="channels_last memory format for the convolutions")
-    system.add_argument("--compile", choices=list(COMPILE_CHOICES), default=TrainConfig.compile,
-                        help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
-                        f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
-    system.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=TrainConfig.sync_bn,
-                        help="under torchrun: BatchNorm statistics over the global batch of all processes, "
-                        "so that N processes train as one (see the README)")
-    system.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
-    system.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
-    system.add_argument("--resume", type=Path, metavar="OUT",
+    speed = parser.add_argument_group("speed (results.json records what was chosen)")
+    speed.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    speed.add_argument("--amp", choices=list(AMP_CHOICES), default=TrainConfig.amp,
+                       help="bf16 autocast; auto: on CUDA with bf16 and CPUs with AMX-bf16 or AVX-512 BF16")
+    speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=TrainConfig.channels_last,
+                       help="channels_last memory format for the convolutions")
+    speed.add_argument("--compile", choices=list(COMPILE_CHOICES), default=TrainConfig.compile,
+                       help="torch.compile the backbone for training and the teacher; auto: on CUDA, and on CPU "
+                       f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
+    speed.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=TrainConfig.sync_bn,
+                       help="under torchrun: BatchNorm statistics over the global batch of all processes, "
+                       "so that N processes train as one (see the README)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
+    output.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    output.add_argument("--resume", type=Path, metavar="OUT",
                         help="continue the run in OUT from its last checkpoint, with its settings")
-    system.add_argument("--checkpoint-every", default="10m", metavar="STEPS|MINUTESm",
+    output.add_argument("--checkpoint-every", default="10m", metavar="STEPS|MINUTESm",
                         help="mid-task checkpoints every N steps or N minutes (10m); 0: at task ends only")
-    system.add_argument("--tensorboard", action="store_true",
+    output.add_argument("--tensorboard", action="store_true",
                         help="write loss, lr, images/s and each task's accuracies to OUT/tb (needs --out and "
                         "the tensorboard extra)")
-    system.add_argument("--quiet", action="store_true", help="no progress bars")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+    _show_defaults(parser)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default, unless it already names it (the strategy settings name
+    each strategy's)."""
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS or not action.option_strings or action.dest == "help":
+            continue
+        text = action.help or ""
+        if "default" in text:
+            continue
+        default = action.default
+        if isinstance(default, list):
+            shown = " ".join(map(str, default)) or "none"
+        else:  # identity, not equality: 1 == True
+            shown = "none" if default is None else "off" if default is False else "on" if default is True else default
+        action.help = (f"{text} " if text else "") + f"(default: {str(shown).replace('%', '%%')})"
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:

@@ -12,11 +12,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from .errors import UsageError
+
+
+class Group(Enum):
+    """Where a setting's flag is listed in ``lifelong-kd run --help``."""
+
+    TRAINING = "training"
+    DISTILLATION = "distillation"
+    REPLAY = "replay"
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,8 @@ class Setting:
 
     ``default`` also fixes the type (bool, int, float or str). Numbers must lie
     in ``[low, high]`` (``low`` excluded when ``low_open``); strings must be
-    one of ``choices``. ``source`` says where the default comes from.
+    one of ``choices``. ``source`` says where the default comes from, ``group``
+    where ``--help`` lists it.
     """
 
     name: str
@@ -36,6 +46,7 @@ class Setting:
     low_open: bool = False
     choices: tuple[str, ...] = ()
     source: str = ""
+    group: Group = Group.DISTILLATION
 
     @property
     def flag(self) -> str:
@@ -80,22 +91,24 @@ class Setting:
         return " and ".join(part for part in (low, high) if part) or "any"
 
 
-LR = Setting("lr", 0.1, "learning rate", low=0.0, low_open=True)
-MOMENTUM = Setting("momentum", 0.0, "SGD momentum", low=0.0, high=1.0)
-WEIGHT_DECAY = Setting("weight_decay", 0.0, "L2 weight decay", low=0.0)
+LR = Setting("lr", 0.1, "learning rate", low=0.0, low_open=True, group=Group.TRAINING)
+MOMENTUM = Setting("momentum", 0.0, "SGD momentum", low=0.0, high=1.0, group=Group.TRAINING)
+WEIGHT_DECAY = Setting("weight_decay", 0.0, "L2 weight decay", low=0.0, group=Group.TRAINING)
 ALPHA = Setting("alpha", 1.0, "weight of the distillation term", low=0.0)
 TEMPERATURE = Setting("temperature", 2.0, "distillation temperature T", low=0.0, low_open=True, high=1e3)
 T2 = Setting("t2", False, "multiply the KL term by T^2 (Hinton et al. 2015)")
-BETA = Setting("beta", 0.5, "weight of the CE on a second replay batch's labels", low=0.0)
+BETA = Setting("beta", 0.5, "weight of the CE on a second replay batch's labels", low=0.0, group=Group.REPLAY)
 WARMUP_EPOCHS = Setting(
-    "warmup_epochs", 0, "epochs training only the new head units before each task (-1: as many as --epochs)", low=-1
+    "warmup_epochs", 0, "epochs training only the new head units before each task (-1: as many as --epochs)", low=-1,
+    group=Group.TRAINING,
 )
-MEMORY = Setting("memory", 500, "replay memory budget M in samples", low=1)
+MEMORY = Setting("memory", 500, "replay memory budget M in samples", low=1, group=Group.REPLAY)
 MEMORY_POLICY = Setting(
     "memory_policy", "reservoir", "how the memory is filled",
-    choices=("reservoir", "class-balanced", "herding"),
+    choices=("reservoir", "class-balanced", "herding"), group=Group.REPLAY,
 )
-REPLAY_BATCH_SIZE = Setting("replay_batch_size", 0, "replayed samples per step (0: the batch size)", low=0)
+REPLAY_BATCH_SIZE = Setting("replay_batch_size", 0, "replayed samples per step (0: the batch size)", low=0,
+                            group=Group.REPLAY)
 
 
 def training_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0.0, source: str = "") -> tuple:
@@ -107,19 +120,24 @@ def training_settings(lr: float, momentum: float = 0.0, weight_decay: float = 0.
     )
 
 
-def add_strategy_flags(group: argparse._ArgumentGroup, strategies: Iterable[type]) -> None:
-    """One flag per setting name of ``strategies`` (each a class with a ``settings`` tuple).
+def add_strategy_flags(groups: Mapping[Group, argparse._ArgumentGroup], strategies: Iterable[type]) -> None:
+    """One flag per setting name of ``strategies`` (each a class with a ``settings`` tuple and its
+    ``memory_defaults``), in the group of ``groups`` its setting names.
 
     The flag's default is None (the strategy's default applies); its help names
-    the range and each strategy's default. Values are checked by the strategy.
+    the range and each strategy's default, and the defaults a memory size changes.
+    Values are checked by the strategy.
     """
-    by_name: dict[str, list[tuple[str, Setting]]] = {}
+    by_name: dict[str, list[tuple[type, Setting]]] = {}
     for cls in strategies:
         for setting in cls.settings:
-            by_name.setdefault(setting.name, []).append((cls.name, setting))
+            by_name.setdefault(setting.name, []).append((cls, setting))
     for uses in by_name.values():
         setting = uses[0][1]
-        defaults = ", ".join(f"{name} {_text(s.default)}" for name, s in uses)
+        group = groups[setting.group]
+        defaults = ", ".join(f"{cls.name} {_text(s.default)}" + "".join(
+            f" ({_text(changes[s.name])} at --memory {memory})" for memory, changes in cls.memory_defaults.items()
+            if s.name in changes) for cls, s in uses)
         help_text = f"{setting.help} [{setting.range_text()}]; default: {defaults}"
         kind = type(setting.default)
         if kind is bool:

@@ -32,7 +32,7 @@ import torch
 
 from ..context import Phase, Step, TaskContext
 from ..data import Split, concat_splits
-from ..settings import TEMPERATURE, Setting, training_settings
+from ..settings import TEMPERATURE, Group, Setting, training_settings
 from .base import old_share_weighted_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
@@ -51,10 +51,11 @@ class BiC(ExemplarStrategy):
         *replay_settings(("herding", "class-balanced"), replay_batches=False),
         TEMPERATURE.with_default(2.0, PAPER),
         Setting("validation_fraction", 0.1, "share of each old class's exemplars held out for the bias stage",
-                low=0.0, high=0.5, low_open=True, source=PAPER + " (9:1)"),
+                low=0.0, high=0.5, low_open=True, source=PAPER + " (9:1)", group=Group.REPLAY),
         Setting("bias_prior", 1e-2, "weight of the penalty (prior/2) |(alpha - 1, beta)|^2 of the bias stage's fit: "
                 "a minimum exists where the held-out set is separable", low=0.0, low_open=True,
-                source="this library (the paper fits Eq. 5 by SGD, whose stopping point is the limit)"),
+                source="this library (the paper fits Eq. 5 by SGD, whose stopping point is the limit)",
+                group=Group.TRAINING),
     )
 
     def __init__(self, **overrides: Any) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from ..context import Phase, Step, TaskContext
 from ..losses import cosine_feature_distillation, margin_ranking
-from ..settings import Setting, training_settings
+from ..settings import Group, Setting, training_settings
 from .base import classification_loss
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
@@ -48,9 +48,9 @@ class LUCIR(ExemplarStrategy):
                 source=PAPER),
         Setting("margin", 0.5, "LUCIR's margin m of the ranking loss", low=0.0, source=PAPER),
         Setting("finetune_epochs", 0, "epochs of class-balanced fine-tuning of the head after each task (0: none)",
-                low=0, source="LUCIR's option, off (20 in the authors' cbf script)"),
+                low=0, source="LUCIR's option, off (20 in the authors' cbf script)", group=Group.TRAINING),
         Setting("finetune_lr", 0.01, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
-                source="the authors' cbf script"),
+                source="the authors' cbf script", group=Group.TRAINING),
     )
 
     def before_task(self, ctx: TaskContext) -> None:

@@ -39,7 +39,7 @@ import torch
 
 from ..context import Phase, Step, TaskContext
 from ..losses import cosine_feature_distillation, nca_loss, pod_spatial
-from ..settings import Setting, training_settings
+from ..settings import Group, Setting, training_settings
 from .exemplars import ExemplarStrategy
 from .replay import replay_settings
 
@@ -60,11 +60,11 @@ class PODNet(ExemplarStrategy):
         Setting("pod_spatial", 3.0, "PODNet's lambda_s, the weight of POD-spatial", low=0.0, source=AUTHORS),
         Setting("pod_flat", 1.0, "PODNet's lambda_f, the weight of POD-flat", low=0.0, source=AUTHORS),
         Setting("nca_margin", 0.0, "PODNet's NCA margin delta (Eq. 9; the paper's 0.6 is a no-op in its code)",
-                low=0.0, source="the authors' code: its margin shifts every similarity alike"),
+                low=0.0, source="the authors' code: its margin shifts every similarity alike", group=Group.TRAINING),
         Setting("finetune_epochs", 20, "epochs of class-balanced fine-tuning of the head after each task (0: none)",
-                low=0, source=AUTHORS),
+                low=0, source=AUTHORS, group=Group.TRAINING),
         Setting("finetune_lr", 0.05, "learning rate of the class-balanced fine-tuning", low=0.0, low_open=True,
-                source=AUTHORS),
+                source=AUTHORS, group=Group.TRAINING),
     )
 
     def before_task(self, ctx: TaskContext) -> None:
