@@ -144,11 +144,6 @@ def old_share_weighted_loss(ctx: TaskContext, step: Step, temperature: float) ->
     return (1.0 - share) * ce + share * kl_distillation(step.logits[:, : ctx.n_old], teacher, temperature)
 
 
-def step_classification_loss(ctx: TaskContext, step: Step) -> torch.Tensor:
-    """``classification_loss`` of a whole step: a phase's loss that is the CE alone."""
-    return classification_loss(ctx, step.y, step.logits)
-
-
 def current(step: Step, tensor: torch.Tensor) -> torch.Tensor:
     """The rows of ``tensor`` that belong to the current task's batch."""
     return tensor[: step.n_current]

@@ -146,10 +146,11 @@ def bias_corrected_ce(old: torch.Tensor, new: torch.Tensor, labels: torch.Tensor
 
 def fit_bias_correction(old: torch.Tensor, new: torch.Tensor, labels: torch.Tensor, prior: float,
                         max_iterations: int = 100) -> torch.Tensor:
-    """The (alpha, beta) minimising ``bias_corrected_ce``, from (1, 0), by L-BFGS with a strong-Wolfe line
-    search in float64: the objective is convex and smooth in the two parameters, so this reaches its
-    minimum whatever the size of the held-out set. Where the held-out set is separable the CE has no
-    minimum (it falls towards 0 as alpha grows) and the fit stops after ``max_iterations``."""
+    """The (alpha, beta) minimising ``bias_corrected_ce`` + (prior/2) |(alpha - 1, beta)|^2, from (1, 0), by
+    L-BFGS with a strong-Wolfe line search in float64: the objective is convex and smooth in the two
+    parameters, so this reaches its minimum whatever the size of the held-out set. The prior makes it
+    strictly convex, so a minimum exists even where the held-out set is separable (the CE alone then
+    falls towards 0 as alpha grows); ``max_iterations`` bounds the solver."""
     old, new = old.detach().double(), new.detach().double()
     start = torch.tensor([1.0, 0.0], dtype=torch.float64, device=new.device)
     pair = start.clone().requires_grad_()
