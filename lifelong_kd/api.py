@@ -9,11 +9,12 @@ aggregate) and ``resume`` need an ``out``, as on the command line.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli import RaisingParser, build_parser, given_options
+from .cli import RaisingParser, build_parser, given_options, run_subparser
 from .distributed import Distributed
 from .errors import UsageError
 from .loop_state import clear_stop_requests
@@ -21,25 +22,28 @@ from .report import aggregate
 from .run_command import execute_run, prepare_run, run_arguments, run_seeds
 
 
-def run_argv(settings: dict[str, Any]) -> list[str]:
+def negatable(parser: argparse.ArgumentParser) -> set[str]:
+    """The ``run`` options with a ``--no-`` form (``--channels-last``, a strategy's ``--t2``), as keywords."""
+    return {action.dest for action in run_subparser(parser)._actions
+            if isinstance(action, argparse.BooleanOptionalAction)}
+
+
+def run_argv(settings: dict[str, Any], negatable: set[str]) -> list[str]:
     """The ``lifelong-kd run`` arguments that spell ``settings``: ``key=value`` is ``--key value``, a list
-    one flag with its items, ``True`` the flag alone, ``False`` its ``--no-`` form (or nothing), ``None``
-    nothing (the default)."""
+    one flag with its items, ``True`` the flag alone, ``False`` the ``--no-`` form of a key in
+    ``negatable`` (else nothing: a store-true flag's default), ``None`` nothing (the default)."""
     argv = ["run"]
     for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
         if value is None:
             continue
         if isinstance(value, bool):
-            argv += [flag] if value else ([f"--no-{flag[2:]}"] if key in NEGATABLE else [])
+            argv += [flag] if value else ([f"--no-{flag[2:]}"] if key in negatable else [])
         elif isinstance(value, (list, tuple)):
             argv += [flag, *map(str, value)]
         else:
             argv += [flag, str(value)]
     return argv
-
-
-NEGATABLE = ("channels_last", "sync_bn")  # the options with a --no- form
 
 
 def run(*, out: str | Path | None = None, seeds: Sequence[int] | None = None, progress: bool = True,
@@ -52,8 +56,9 @@ def run(*, out: str | Path | None = None, seeds: Sequence[int] | None = None, pr
 
     Raises ``UsageError`` (one line, as the command prints) for a setting the command would refuse.
     """
-    argv = run_argv({**settings, "out": out, "seeds": seeds, "quiet": not progress})
-    args = build_parser(RaisingParser).parse_args(argv)
+    parser = build_parser(RaisingParser)
+    argv = run_argv({**settings, "out": out, "seeds": seeds, "quiet": not progress}, negatable(parser))
+    args = parser.parse_args(argv)
     clear_stop_requests()
     if args.out is None:
         if args.seeds or args.resume is not None:

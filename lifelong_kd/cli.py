@@ -332,10 +332,15 @@ def build_parser(parser_class: type[Parser] = Parser) -> Parser:
     return parser
 
 
+def run_subparser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``run`` command's parser inside ``build_parser``'s."""
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices["run"]
+
+
 def given_options(argv: Sequence[str]) -> set[str]:
     """The settings ``argv`` (a ``run`` command) gives explicitly, whatever their values."""
     parser = build_parser()
-    run = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices["run"]
+    run = run_subparser(parser)
     for action in run._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv))) - {"command", "func"}

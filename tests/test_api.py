@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import lifelong_kd
-from lifelong_kd.api import run_argv
-from lifelong_kd.cli import main
+from lifelong_kd.api import negatable, run_argv
+from lifelong_kd.cli import build_parser, main
 from lifelong_kd.errors import UsageError
 
 pytest.importorskip("sklearn.datasets")
@@ -28,10 +28,13 @@ def comparable(doc: dict) -> dict:
 
 
 def test_run_argv_spells_the_command():
+    flags = negatable(build_parser())
+    assert {"channels_last", "sync_bn", "t2"} <= flags and "eval_future" not in flags
     assert run_argv({"strategy": "derpp", "memory": 200, "max_train_per_class": 20, "seeds": [0, 1],
-                     "channels_last": False, "quiet": True, "head": None, "eval_future": False}) == [
+                     "channels_last": False, "quiet": True, "head": None, "eval_future": False, "t2": False},
+                    flags) == [
         "run", "--strategy", "derpp", "--memory", "200", "--max-train-per-class", "20", "--seeds", "0", "1",
-        "--no-channels-last", "--quiet"]
+        "--no-channels-last", "--quiet", "--no-t2"]
 
 
 @pytest.mark.parametrize("strategy", ["lwf", "derpp"])

@@ -2,14 +2,13 @@
 
 import argparse
 
-from lifelong_kd.cli import build_parser
+from lifelong_kd.cli import build_parser, run_subparser
 
 GROUPS = ["data", "model", "training", "distillation", "replay", "evaluation", "speed", "output"]
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = build_parser()
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    return run_subparser(build_parser())
 
 
 def test_the_groups_come_in_order_and_hold_the_strategy_settings_by_kind():
