@@ -30,8 +30,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .distributed import Distributed
 
-TASK_KEYS = ("current_images", "replayed_images", "teacher_images", "steps", "train_flops", "main_steps",
-             "main_flops", "task_end_flops", "train_seconds", "eval_seconds", "peak_memory_bytes", "memory_bytes")
+COUNTED_KEYS = ("current_images", "replayed_images", "teacher_images", "steps", "train_flops", "main_steps",
+                "main_flops", "task_end_flops")
+SECONDS_KEYS = ("train_seconds", "eval_seconds")  # the run record's ``timing``, per task
 
 
 def step_kind(phase: str, current: int, replayed: int, units: int, teacher: bool) -> str:
@@ -71,7 +72,8 @@ class CostMeter:
     budget limits (the other phases, LwF's warm-up, LUCIR's fine-tuning, run as configured and count in
     the totals). ``flops_per_step`` and ``teacher_per_step`` map a step kind (``step_kind``) to the FLOPs and the
     teacher's images counted on its first step. ``task`` holds the counts of the task in progress
-    (``TASK_KEYS``); ``end_task`` closes it. ``budget`` is ``None`` or (``"flops"`` | ``"steps"``,
+    (``COUNTED_KEYS``); ``end_task`` closes it. The seconds are the run record's ``timing``, which
+    ``document`` reads. ``budget`` is ``None`` or (``"flops"`` | ``"steps"``,
     amount per task). ``teacher_forwarded`` counts the images this process forwarded through the
     teacher (``TaskContext.teacher_outputs``); the meter reads it around the work it counts.
     """
@@ -81,14 +83,14 @@ class CostMeter:
         self.flops_per_step: dict[str, int] = {}
         self.teacher_per_step: dict[str, int] = {}
         self.per_task: list[dict[str, Any]] = []
-        self.task: dict[str, Any] = dict.fromkeys(TASK_KEYS, 0)
+        self.task: dict[str, Any] = dict.fromkeys(COUNTED_KEYS, 0)
         self.memory_source = ""
         self.teacher_forwarded = 0
         self.in_task = False  # between start_task and end_task
 
     def start_task(self, device: torch.device) -> None:
         """Open the next task's record (and, on CUDA, its peak memory)."""
-        self.task = dict.fromkeys(TASK_KEYS, 0)
+        self.task = dict.fromkeys(COUNTED_KEYS, 0)
         self.in_task = True
         reset_peak_memory(device)
 
@@ -144,21 +146,24 @@ class CostMeter:
         kind, amount = self.budget
         return self.task["main_flops" if kind == "flops" else "main_steps"] >= amount
 
-    def end_task(self, train_seconds: float, eval_seconds: float, memory_bytes: int, device: torch.device) -> None:
-        """Close the task's record with its times, the memory's size and the peak memory (this process's)."""
+    def end_task(self, memory_bytes: int, device: torch.device) -> None:
+        """Close the task's record with the memory's size and the peak memory (this process's)."""
         peak, self.memory_source = peak_memory(device)
         self.in_task = False
-        self.per_task.append({**self.task, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                              "peak_memory_bytes": peak, "memory_bytes": memory_bytes})
+        self.per_task.append({**self.task, "peak_memory_bytes": peak, "memory_bytes": memory_bytes})
 
-    def document(self) -> dict[str, Any]:
-        """``results.json``'s ``cost``: per task, the total, the source of the peak memory, the counted
-        step kinds and the budget."""
-        total: dict[str, Any] = {key: sum(task[key] for task in self.per_task) for key in TASK_KEYS}
-        total["peak_memory_bytes"] = max((task["peak_memory_bytes"] for task in self.per_task), default=0)
-        total["memory_bytes"] = self.per_task[-1]["memory_bytes"] if self.per_task else 0
+    def document(self, timing: dict[str, list[float]]) -> dict[str, Any]:
+        """``results.json``'s ``cost``: per task (its counts, its ``timing`` seconds, its peak memory and
+        memory size), the total, the source of the peak memory, the counted step kinds and the budget."""
+        per_task = [{**{key: task[key] for key in COUNTED_KEYS},
+                     **{key: timing[key][index] for key in SECONDS_KEYS},
+                     "peak_memory_bytes": task["peak_memory_bytes"], "memory_bytes": task["memory_bytes"]}
+                    for index, task in enumerate(self.per_task)]
+        total: dict[str, Any] = {key: sum(task[key] for task in per_task) for key in COUNTED_KEYS + SECONDS_KEYS}
+        total["peak_memory_bytes"] = max((task["peak_memory_bytes"] for task in per_task), default=0)
+        total["memory_bytes"] = per_task[-1]["memory_bytes"] if per_task else 0
         budget = None if self.budget is None else {"kind": self.budget[0], "per_task": self.budget[1]}
-        return {"per_task": self.per_task, "total": total, "peak_memory_source": self.memory_source,
+        return {"per_task": per_task, "total": total, "peak_memory_source": self.memory_source,
                 "flops_per_step": dict(self.flops_per_step), "budget": budget}
 
     def state_dict(self) -> dict[str, Any]:

@@ -151,7 +151,7 @@ class RunRecord:
     def document(self, config: dict[str, Any], env: dict[str, str], status: str) -> dict[str, Any]:
         anytime = {"every": self.eval_every, "points": self.anytime} if self.eval_every else None
         return results_document(config, env, self.matrices, self.timing, status, self.baseline,
-                                self.cost.document(), anytime, self.reference)
+                                self.cost.document(self.timing), anytime, self.reference)
 
     def state_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "matrices": self.matrices, "timing": self.timing,

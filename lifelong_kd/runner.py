@@ -277,7 +277,7 @@ class Runner:
         eval_seconds = time.perf_counter() - start + self.anytime_seconds
         self.record.add_task(rows, train_seconds, images / max(fit_seconds - self.anytime_seconds, 1e-9),
                              eval_seconds)
-        cost.end_task(train_seconds, eval_seconds, self.strategy.memory_bytes(), self.device)
+        cost.end_task(self.strategy.memory_bytes(), self.device)
         self.position = Position(index + 1)
         self.resume_state = None
         status = "completed" if index == len(self.stream) - 1 else "running"
