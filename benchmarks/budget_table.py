@@ -13,19 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from statistics import mean, stdev
 
-from common import RESULTS, provenance, save
+from common import RESULTS, provenance, save, spread
+from common import spread_text as text
 
-TFLOP = 1e12
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"mean": mean(values), "sd": stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-
-
-def text(value: dict[str, float], digits: int = 2) -> str:
-    return f"{value['mean']:.{digits}f}" + (f" ± {value['sd']:.{digits}f}" if value["n"] > 1 else "")
+from lifelong_kd.cost_report import TFLOP
 
 
 def budget_of(run: dict) -> float:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from statistics import mean, stdev
+from statistics import mean
 
-from common import RESULTS, provenance, save
+from common import RESULTS, provenance, save, spread
+from common import spread_text as text
 
 # Files whose rows the current code reproduces (a file listed earlier wins for the same run: the
 # iCaRL M = 500 rows of split_cifar10_der_icarl_default_head.json predate the tiny-batch fix), but for
@@ -39,10 +40,6 @@ OBSOLETE = {("split_cifar10_family_m500.json", "podnet")} | {
     (name, "bic") for name in ("split_cifar10_family_m500.json", "split_cifar10_family_momentum0.json",
                                "split_cifar10_family_m500_seeds.json", "split_cifar10_family_m200.json",
                                "split_cifar10_family_epochs5.json", "split_cifar10_bic_bias_lr.json")}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"mean": mean(values), "sd": stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
 def group_key(row: dict, protocol: dict) -> tuple:
@@ -81,10 +78,6 @@ def summarise(rows: list[dict]) -> dict:
     if "nme_class_il" in metrics:
         summary["nme_class_il"] = spread([row["metrics"]["nme_class_il"]["final_accuracy"] for row in rows])
     return summary
-
-
-def text(value: dict) -> str:
-    return f"{value['mean']:.2f}" + (f" ± {value['sd']:.2f}" if value["n"] > 1 else "")
 
 
 def main() -> None:
