@@ -9,7 +9,7 @@ Loads a run folder's ``checkpoint.pt`` (the model after the last task) and its `
   norms, which need not remove the new classes' advantage in the logits).
 
 A class that is never predicted while its task-IL accuracy holds has a row that no longer points
-where its features are (the README's LUCIR rows: frozen old rows, features that drifted).
+where its features are (the LUCIR rows of benchmarks/README.md: frozen old rows, features that drifted).
 
     python benchmarks/head_alignment.py runs/split_cifar10/lucir-m500-momentum0-seed0 \
         --output head_alignment_lucir.json

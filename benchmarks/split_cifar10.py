@@ -6,7 +6,7 @@ hyperparameters and its head (`lifelong-kd list`), bf16 autocast, channels_last,
 no compile. The momentum is the protocol's, not each paper's: BiC, WA, LUCIR and
 PODNet train with 0.9 at batch 128 for 160 to 250 epochs (their defaults in
 the library), and at batch 32 for 1 epoch that momentum cost BiC, WA and
-LUCIR 3 to 17 points of class-IL (README, the distillation family). Every run goes through the same code
+LUCIR 3 to 17 points of class-IL (benchmarks/README.md, the distillation family). Every run goes through the same code
 path as `lifelong-kd run`; replay strategies run once per memory size.
 ``--eval-both`` also evaluates every row in float32 (the run itself evaluates
 at its ``--eval-precision``) and records those matrices beside the run's.

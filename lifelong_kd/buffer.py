@@ -11,6 +11,8 @@ holds:
 - ``herding``: as class-balanced, but new classes' samples are chosen by
   iCaRL's herding (Rebuffi et al. 2017) on L2-normalised features, in
   priority order, so shrinking keeps the best ones.
+
+Design: ``lifelong_kd/DESIGN.md``, "The replay memory".
 """
 
 from __future__ import annotations

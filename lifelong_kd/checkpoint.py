@@ -9,6 +9,8 @@ that fails on a NaN goes back to it (``rewind_to_task_start``), to resume with a
 
 The random generators a run draws from (Python, numpy, torch's CPU and CUDA generators) are saved
 and restored with ``random_state`` and ``restore_random_state``.
+
+Design: ``lifelong_kd/DESIGN.md``, "Memory and teacher under resume".
 """
 
 from __future__ import annotations

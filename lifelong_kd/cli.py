@@ -81,7 +81,7 @@ def _class_order(text: str) -> str | list[int]:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--benchmark", default="split-cifar10", choices=list(BENCHMARKS))
-    data.add_argument("--data-root", type=Path, help="folder or .zip holding the data (see README)")
+    data.add_argument("--data-root", type=Path, help="folder or .zip holding the data (lifelong_kd/GUIDE.md)")
     data.add_argument("--n-tasks", type=_at_least(1), help="number of tasks (default: the benchmark's)")
     data.add_argument("--first-task-classes", type=_at_least(1), metavar="N",
                       help="a first task of N classes, the rest in --n-tasks - 1 equal tasks (LUCIR's and "
@@ -126,7 +126,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     evaluation.add_argument("--eval-precision", choices=list(EVAL_PRECISIONS), default=TrainConfig.eval_precision,
                             help="the backbone's precision in evaluation (train: the training one); "
                             "the head is float32 always. fp32 by default: bf16 moved a final accuracy "
-                            "by 0.11 points (README)")
+                            "by 0.11 points (benchmarks/README.md)")
     evaluation.add_argument("--eval-future", action="store_true",
                             help="also evaluate the tasks not trained yet (task-IL, where the head has units)")
     evaluation.add_argument("--eval-every", type=_at_least(0), default=TrainConfig.eval_every, metavar="STEPS",
@@ -145,7 +145,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                        f"for runs of at least {CPU_COMPILE_MIN_IMAGES} training images")
     speed.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=TrainConfig.sync_bn,
                        help="under torchrun: BatchNorm statistics over the global batch of all processes, "
-                       "so that N processes train as one (see the README)")
+                       "so that N processes train as one (lifelong_kd/DESIGN.md)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, help="output folder for results.json and checkpoint.pt")
     output.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")

@@ -15,6 +15,8 @@ LUCIR's imprinting) is counted whole under the same counter. On many processes e
 shard and the counts are summed: the steps' sum is one process's count; task-end work that every
 process repeats on gathered rows (a head over gathered features, BiC's fit) counts once per process.
 FLOPs follow the counter's convention: a multiply-add is 2 FLOPs.
+
+Design: ``lifelong_kd/DESIGN.md``, "Cost metering".
 """
 
 from __future__ import annotations

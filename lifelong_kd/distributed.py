@@ -9,6 +9,8 @@ into the global order (``gather_rows``), and evaluation counts are summed (``sum
 therefore sees the same global batch, in the same order, on every process.
 
 ``Distributed()`` is the one process of a plain run: every collective is the identity.
+
+Design: ``lifelong_kd/DESIGN.md``, "Under DDP".
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ matrix product over a grown weight matrix would hold the same old rows, yet
 its old logits would differ in the last bits (the GEMM kernel blocks the
 work differently for another output size); separate blocks keep every old
 logit bit-identical.
+
+Design: ``lifelong_kd/DESIGN.md``, "A method is one file".
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Options any strategy can switch on: weight aligning and feature distillation."""
+"""Options any strategy can switch on: weight aligning and feature distillation.
+
+Design: ``lifelong_kd/DESIGN.md``, "A method is one file".
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ generator. A process forwards its shard (``Distributed.shard``, every sample on 
 ``DistributedDataParallel`` averages the gradients, and the strategy's ``after_step`` (the
 memory's update) sees the global batch, with the logits each process computed gathered back
 (not the features: no memory update reads them).
+
+Design: ``lifelong_kd/DESIGN.md``, "The one loop".
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ loop's position, the model and the teacher, the optimiser and schedule of the ph
 with its epoch's permutation, the strategy's state (``Strategy.state_dict``), every random
 generator, the results so far and the resolved configuration. ``lifelong_kd.checkpoint`` writes
 and reads the file.
+
+Design: ``lifelong_kd/DESIGN.md``, "Memory and teacher under resume".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The task-stream loop: grow the head, train the task's phases, snapshot the teacher, evaluate.
 
-This is the one training loop of the library (README, "Design notes"). Per task:
+This is the one training loop of the library (DESIGN.md, "The one loop"). Per task:
 
     model.grow(seen classes); strategy.before_task(ctx)
     for phase in strategy.phases(ctx): for each epoch, batch:

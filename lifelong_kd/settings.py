@@ -5,6 +5,8 @@ declared defaults, then the per-memory defaults, then the user's values) and
 checks each against its range. The CLI builds one flag per setting name from
 these declarations (``add_strategy_flags``), so no second list of options,
 defaults or ranges exists anywhere.
+
+Design: ``lifelong_kd/DESIGN.md``, "A method is one file".
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   with AMX-bf16 or AVX-512 BF16 (``/proc/cpuinfo`` flags); float32 elsewhere.
 - ``compile auto``: ``torch.compile`` on CUDA; on CPU only when the run trains
   at least ``CPU_COMPILE_MIN_IMAGES`` images, the point where the measured
-  speed-up repays the cold compilation (README, "Fast by default").
+  speed-up repays the cold compilation (benchmarks/README.md, "Fast by default"; design: DESIGN.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ AMP_CHOICES = ("auto", "bf16", "off")
 COMPILE_CHOICES = ("auto", "on", "off")
 EVAL_PRECISIONS = ("train", "bf16", "fp32")
 FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-# The larger of the two break-even points measured (benchmarks/compile_cost.py; README, "Fast by default"):
+# The larger of the two break-even points measured (benchmarks/compile_cost.py; benchmarks/README.md):
 # ~127,000 training images on an Intel Xeon with AMX (1.38x faster compiled), ~440,000 on an AMD EPYC
 # with AVX-512 BF16 (1.07x), each against a cold compile of about a minute.
 CPU_COMPILE_MIN_IMAGES = 450_000

@@ -25,7 +25,7 @@ class TrainConfig:
     ``amp`` (auto | bf16 | off) and ``compile`` (auto | on | off) are resolved
     by the runner (``lifelong_kd.speed``); ``channels_last`` applies to the
     convolutional backbones. ``eval_precision`` is ``fp32`` (the default:
-    bf16 evaluation moved a final accuracy by 0.11 points, README
+    bf16 evaluation moved a final accuracy by 0.11 points, benchmarks/README.md
     "Evaluation precision"), ``bf16`` or ``train`` (the training
     precision); the head is float32 always.
     ``eval_future`` evaluates every future task too (task-IL, where the head
@@ -108,7 +108,7 @@ def too_small_to_step(size: int, batch_size: int, first: bool, processes: int = 
     A tiny final batch made the last SGD step of a task one on, say, 4 samples: BatchNorm's
     statistics from 4 samples and a gradient several times as noisy, at the full learning rate,
     decide the weights the task ends with. iCaRL at M = 500 (10,500 images a task, 10,500 % 32 = 4)
-    lost current-task accuracy to that one step (README, "iCaRL at M = 500").
+    lost current-task accuracy to that one step (benchmarks/README.md, "iCaRL at M = 500").
     The skipped samples are drawn again, at other positions, in the next epoch's permutation.
     """
     return size < max(2, processes) or (not first and size < batch_size / 2)

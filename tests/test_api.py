@@ -67,21 +67,12 @@ def test_the_api_refuses_what_the_command_refuses(tmp_path):
     assert aggregate["seeds"] == [0, 1] and (tmp_path / "s" / "aggregate.json").is_file()
 
 
-def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
-    assert float(capsys.readouterr().out.strip().splitlines()[-1]) > 50  # DER++'s class-IL on the digits
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_the_readme_example_method_runs_as_written(tmp_path, monkeypatch, capsys):
-    """The 30-line method of the README's "Adding a method": trained on the digits with its replay and its feature
+def test_the_design_example_method_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The 30-line method of DESIGN.md's "Add a method": trained on the digits with its replay and its feature
     term, it keeps the old classes (class-IL far above fine-tuning's ~18 %)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("### Adding a method", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    design = (Path(__file__).resolve().parents[1] / "lifelong_kd" / "DESIGN.md").read_text()
+    block = design.split("### Add a method", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert len(block.strip().splitlines()) <= 40
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+    exec(compile(block, "DESIGN.md", "exec"), {"__name__": "design_example"})
     assert float(capsys.readouterr().out.strip().splitlines()[-1]) > 50

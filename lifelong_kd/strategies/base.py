@@ -1,4 +1,7 @@
-"""The strategy interface: the hooks a method may override, and plain CE."""
+"""The strategy interface: the hooks a method may override, and plain CE.
+
+Design: ``lifelong_kd/DESIGN.md``, "The hooks".
+"""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ class DERpp(DER):
         BETA.with_default(0.5, "DER paper appendix, Seq-CIFAR-10 grid"),
     )
     memory_defaults = {200: {"alpha": 0.1}, 500: {"alpha": 0.2}}
-    broken_heads = {}  # the label CE on replayed samples trains new units down on old classes (README tables)
+    broken_heads = {}  # the label CE on replayed samples trains new units down on old classes (benchmarks/README.md)
 
     def replay_batch(self, ctx: TaskContext, generator: torch.Generator) -> ReplaySample | None:
         return self.buffer.sample(2 * self.replay_size(ctx), generator)

@@ -7,7 +7,7 @@ Defaults: the DER paper's grid search for Seq-CIFAR-10 (Buzzega et al. 2020,
 appendix): lr 0.01, weight decay 5e-4, alpha 3, T 2, no T^2 factor, and, as
 that paper's code (Mammoth) does, a warm-up of the new head units alone for
 as many epochs as the task trains (``warmup_epochs -1``; 0 turns it off;
-measured: README, "LwF's warm-up"). The head
+measured: benchmarks/README.md, "Defaults, measured"). The head
 is the class-IL one that grid was searched on (one growing head); the
 paper's original multi-head form is ``--head multi`` (one KL per old head).
 """

@@ -23,7 +23,7 @@ the subtraction of the row's maximum cancels: the published numbers were trained
 and so is the default here (``--nca-margin 0``). Eq. 9's delta = 0.6, inside the learnt scale,
 eta (s_y - delta), made eta negative on Split-CIFAR-10 at M = 500, 1 epoch, seed 0, with momentum 0.9
 and 0 alike (eta -10.8 and -9.6, class-IL 17.65 and 19.54); with delta = 0 and momentum 0, eta ends at
-+7.2 and class-IL at 34.29 (README, the distillation family).
++7.2 and class-IL at 34.29 (benchmarks/README.md, the distillation family).
 The similarities are the code's, 2 cos - 2 (``LocalSimilarityClassifier``). Where this file differs
 from the authors' code (``incremental_learning.pytorch``), it follows the paper:
 - the fine-tuning also trains the learnt scale (the code tunes the classifier's proxies only);

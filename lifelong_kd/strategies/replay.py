@@ -1,4 +1,7 @@
-"""What every replay strategy shares: a memory, replay batches, memory updates."""
+"""What every replay strategy shares: a memory, replay batches, memory updates.
+
+Design: ``lifelong_kd/DESIGN.md``, "The replay memory".
+"""
 
 from __future__ import annotations
 
