@@ -50,6 +50,10 @@ command, the commit and the machine that produced them. `tests/test_benchmark_re
 page regenerates byte for byte. Published numbers sit in columns labelled as such, never in a result.
 Figures are in [`../plots/`](../plots) (`python plots/make_plots.py` redraws them).
 
+Each command reproduces its table with the code of the commit it names. Flags and defaults have changed
+since some of them ran (BiC's `--bias-lr` is gone; `benchmarks/split_cifar10.py --momentum` now defaults to 0),
+so check out that commit to rerun an older one.
+
 Only ratios measured in the same run are compared: the CPU model changed between sessions (an Intel Xeon
 with AMX-bf16 and an AMD EPYC with AVX-512 BF16), and each file names its own.
 """

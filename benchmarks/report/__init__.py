@@ -77,6 +77,14 @@ def joined(items: Sequence[str]) -> str:
     return " and ".join(part for part in (", ".join(items[:-1]), *items[-1:]) if part)
 
 
+def versus(a: dict[str, float], b: dict[str, float]) -> str:
+    """Where spread ``a`` ({mean, sd, n}) stands against ``b``: "above" or "below" when the means differ by
+    more than the larger sd, else "level with" (the seeds cannot tell them apart)."""
+    if abs(a["mean"] - b["mean"]) < max(a["sd"], b["sd"]):
+        return "level with"
+    return "above" if a["mean"] > b["mean"] else "below"
+
+
 def final(run: dict[str, Any], key: str = "class_il", metric: str = "final_accuracy") -> float:
     """A final metric of a run (``metrics[key][metric]``): by default its final class-IL accuracy."""
     return run["metrics"][key][metric]

@@ -42,6 +42,8 @@ THREE_SEEDS = (("finetune", None, ((HEADLINE_SEED0, (0,)), (HEADLINE_SEEDS, (1, 
                ("icarl", 500, ((ICARL_M500, (0, 1, 2)),)))
 # iCaRL at M = 500 before the tiny-batch fix, same machine: seed 0 and seeds 1, 2.
 ICARL_M500_BEFORE = ((DER_ICARL, (0,)), (ICARL_SEEDS, (1, 2)))
+DATA = ("CIFAR-10 as the JPEG re-encoding the benchmarks read by default (`cifar10-jpeg.zip`, quality about 75; "
+        "its README expects accuracies a point or two below the official images')")
 FAMILY_ROWS = ("er-ace", "xder")  # at their defaults (momentum 0) in the family table, seeds 0, 1, 2
 
 
@@ -104,7 +106,7 @@ def render(results: Results) -> str:
     ref = first["published_reference"]["source"]
     out = [
         "Protocol: " + protocol_sentence(first) + ". Each strategy's default settings and head (`lifelong-kd "
-        "list`); CIFAR-10 from the default `--data-root`. Every run evaluated each row twice, with the "
+        "list`); " + DATA + ". Every run evaluated each row twice, with the "
         "backbone in bf16 (the figures below) and in float32 (`--eval-both`); the column \"fp32 − bf16\" is "
         "the largest difference of a final accuracy of that run, linear head or NME. "
         + ("Every file below shares this protocol (the head aside)." if not odd else
@@ -221,7 +223,7 @@ def readme_block(results: Results) -> str:
     return (
         f"Split-CIFAR-10 (5 tasks of 2 classes), {p['model']}, {p['epochs_per_task']} epoch per task, batch "
         f"{p['batch_size']}, {p['amp']}, each strategy's defaults, replay memory M samples, on a "
-        f"{machine['cpu_threads']}-thread {machine['cpu']} CPU; mean ± sd over seeds 0, 1, 2:\n\n"
+        f"{machine['cpu_threads']}-thread {machine['cpu']} CPU; {DATA}; mean ± sd over seeds 0, 1, 2:\n\n"
         + table(header, [row for _, row in rows], "lrrrrl")
         + "\n![Final accuracy and forgetting of fine-tuning, LwF, ER, DER and DER++, M = 500, seeds 0, 1, 2]"
         "(plots/split_cifar10_headline_final.png)\n\n"

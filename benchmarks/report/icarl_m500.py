@@ -154,8 +154,9 @@ def render(results: Results) -> str:
         f"{trace_text}"
         f"{_leads(results, traced)}"
         f"- The fix: the training loop now skips an epoch's final batch when it holds fewer than half the batch "
-        f"size ([design notes](../lifelong_kd/DESIGN.md)). Only iCaRL at M = 500 has such a batch in this "
-        f"protocol, so no other result changes.\n\n"
+        f"size ([design notes](../lifelong_kd/DESIGN.md#departures-from-the-starting-design)). Of the runs made "
+        f"before the fix, only iCaRL's at M = 500 had such a batch in this protocol (WA, LUCIR and PODNet, which "
+        f"also train on a task plus M = 500 exemplars, were run after it), so no other result changed.\n\n"
         + "".join(code(command(results(name))) for name in TRACES)
         + source(results, *TRACES)
         + "\n"
