@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import RESULTS, provenance, save, spread
-from common import spread_text as text
+from common import RESULTS, provenance, save
+from report import pm as text
+from report import spread
 
 from lifelong_kd.cost_report import TFLOP
 
@@ -89,9 +90,9 @@ def main() -> None:
               "images/task | train s | class-IL, 1 epoch, all data |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for strategy, summary in rows:
-            table.append({"strategy": strategy, "budget_flops_per_task": budget, **summary,
-                          "class_il_equal_epochs": epochs.get(strategy)})
             at_epoch = epochs.get(strategy)
+            table.append({"strategy": strategy, "budget_flops_per_task": budget, **summary,
+                          "class_il_equal_epochs": at_epoch})
             print(f"| {strategy} | {','.join(map(str, summary['seeds']))} | {text(summary['class_il'])} | "
                   f"{text(summary['task_il'])} | {text(summary['forgetting'])} | {text(summary['training_tflops'])} | "
                   f"{text(summary['main_steps_per_task'], 1)} | {text(summary['steps_per_task'], 1)} | "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -51,17 +50,6 @@ def provenance() -> dict[str, Any]:
             "python": platform.python_version(),
         },
     }
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (0 for one value) and count of a figure over seeds."""
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
-
-
-def spread_text(value: dict[str, float], digits: int = 2) -> str:
-    """``spread``'s ``mean ± sd``, the mean alone for one seed."""
-    return f"{value['mean']:.{digits}f}" + (f" ± {value['sd']:.{digits}f}" if value["n"] > 1 else "")
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:

@@ -16,8 +16,9 @@ import argparse
 import json
 from statistics import mean
 
-from common import RESULTS, provenance, save, spread
-from common import spread_text as text
+from common import RESULTS, provenance, save
+from report import pm as text
+from report import spread
 
 # Files whose rows the current code reproduces (a file listed earlier wins for the same run: the
 # iCaRL M = 500 rows of split_cifar10_der_icarl_default_head.json predate the tiny-batch fix), but for

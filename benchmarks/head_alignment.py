@@ -59,18 +59,19 @@ def main() -> None:
                 features.append(model.features(augment.eval(task.test.x[begin : begin + 500])).float())
                 labels.append(task.test.y[begin : begin + 500])
         features, labels = torch.cat(features), torch.cat(labels)
-        predicted = model.head(features).argmax(dim=1)
+        logits = model.head(features)
+        predicted = logits.argmax(dim=1)
         n = model.num_classes
         confusion = torch.zeros(n, n, dtype=torch.long)
         confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
         unit = F.normalize(features, dim=1)
         means = F.normalize(torch.stack([unit[labels == c].mean(dim=0) for c in range(n)]), dim=1)
-        rows = F.normalize(model.head.weight.float(), dim=1) if hasattr(model.head, "weight") else None
+        weight = model.head.weight.float() if hasattr(model.head, "weight") else None
+        rows = None if weight is None else F.normalize(weight, dim=1)
         alignment = None if rows is None or rows.shape[0] != n else rows @ means.T
         own = None if alignment is None else [(unit[labels == c] @ rows[c]).mean().item() for c in range(n)]
-        logits = model.head(features)
         mean_logits = logits.mean(dim=0).tolist()
-        norms = model.head.weight.float().norm(dim=1).tolist() if hasattr(model.head, "weight") else None
+        norms = None if weight is None else weight.norm(dim=1).tolist()
     print("class-IL confusion (true down, predicted across):\n", confusion)
     if alignment is not None:
         torch.set_printoptions(precision=2, linewidth=160)

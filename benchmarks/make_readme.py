@@ -74,10 +74,10 @@ INDEX_TITLE = "Index of result files"
 
 def index(results: Results) -> str:
     """Every committed result file with its commit, machine and the sections that cite it."""
-    rows, results.section = [], ""
+    rows = []
     for name in results.names():
-        doc = results(name)
-        cited = ", ".join(link(t) for t in sorted(results.readers.get(name, set()) - {""}))
+        doc = results.peek(name)
+        cited = ", ".join(link(t) for t in sorted(results.readers.get(name, set())))
         rows.append([f"[`{name}`](results/{name})", f"`{doc.get('commit', 'unknown')}`", machine(doc, "—"),
                      cited or "—"])
     return f"## {INDEX_TITLE}\n\n" + table(["file", "commit", "machine", "cited in"], rows, "llll")
@@ -90,9 +90,9 @@ def headline_block(results: Results, readme: str) -> str:
     return readme[:start] + "\n" + headline.readme_block(results).rstrip() + "\n" + readme[end:]
 
 
-def expected() -> dict[Path, str]:
-    """What each generated file must hold."""
-    results = Results()
+def expected(results: Results | None = None) -> dict[Path, str]:
+    """What each generated file must hold (read through ``results``, which then knows who cited which file)."""
+    results = results or Results()
     page = render(results)
     return {BENCHMARK_README: page, TOP_README: headline_block(results, TOP_README.read_text())}
 

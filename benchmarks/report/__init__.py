@@ -43,9 +43,13 @@ class Results:
         self._cache: dict[str, Any] = {}
 
     def __call__(self, name: str) -> Any:
-        """The parsed ``benchmarks/results/<name>`` (``.json`` may be left off)."""
+        """The parsed ``benchmarks/results/<name>`` (``.json`` may be left off), cited by the current section."""
         name = name if name.endswith(".json") else name + ".json"
         self.readers.setdefault(name, set()).add(self.section)
+        return self.peek(name)
+
+    def peek(self, name: str) -> Any:
+        """The parsed ``benchmarks/results/<name>``, looked at without citing it."""
         if name not in self._cache:
             self._cache[name] = json.loads((self.folder / name).read_text())
         return self._cache[name]
@@ -63,13 +67,17 @@ def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
     return text.replace("-", MINUS)
 
 
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value) and count of a figure over seeds."""
+    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
 def pm(values: Sequence[float] | Mapping[str, float], digits: int = 2) -> str:
-    """``mean ± sample sd`` of ``values`` or of a ``{mean, sd, n}`` summary; the mean alone for one value."""
-    if isinstance(values, Mapping):  # ``common.spread``'s summary, as ``family_table.py`` writes it
-        mean, sd, n = values["mean"], values["sd"], values["n"]
-    else:
-        mean, sd, n = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
-    return fmt(mean, digits) + (f" ± {fmt(sd, digits)}" if n > 1 else "")
+    """``mean ± sample sd`` of ``values`` or of their ``spread`` (as ``family_table.py`` writes it); the mean
+    alone for one value."""
+    summary = values if isinstance(values, Mapping) else spread(values)
+    return fmt(summary["mean"], digits) + (f" ± {fmt(summary['sd'], digits)}" if summary["n"] > 1 else "")
 
 
 def joined(items: Sequence[str]) -> str:

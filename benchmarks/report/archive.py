@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from . import Results, code, command, fmt, pm, published, reference_key, source, table
+from . import Results, code, command, fmt, pm, published, reference_key, source, spread, table, versus
 
 TITLE = "Archive: before the fixes"
 
@@ -140,15 +140,16 @@ def _seeds(results: Results, more: dict[str, Any]) -> str:
                         ("class_il", "forgetting"), ("class_il", "bwt")))])
     acc = {key: [r["class_il"]["final_accuracy"] for r in runs] for key, runs in groups.items()}
     best = max(acc, key=lambda key: statistics.mean(acc[key]))
-    gap = statistics.mean(acc["der/500"]) - statistics.mean(acc["er/500"])
-    spread = max(statistics.stdev(acc["der/500"]), statistics.stdev(acc["er/500"]))
+    der, er = spread(acc["der/500"]), spread(acc["er/500"])
+    gap, larger_sd = der["mean"] - er["mean"], max(der["sd"], er["sd"])
     return (
         "### Fixed head, M = 500, seeds 0, 1, 2\n\n"
         "Mean ± sample sd; seed 0 is the run of the table above.\n\n"
         + table(["strategy (fixed head)", "seeds", "class-IL", "task-IL", "class-IL forgetting", "class-IL BWT"],
                 rows, "llrrrr") + "\n"
         f"{best.replace('/', ' M = ')} is first ({pm(acc[best])}); DER's mean minus ER's is {fmt(gap, sign=True)} "
-        f"points, {'less' if abs(gap) < spread else 'more'} than the larger of their sds ({fmt(spread)}).\n\n"
+        f"points, {'less' if versus(der, er) == 'level with' else 'more'} than the larger of their sds "
+        f"({fmt(larger_sd)}).\n\n"
     )
 
 

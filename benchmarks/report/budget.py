@@ -7,10 +7,11 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from . import NAMES, ORDINALS, Results, code, command, final, fmt, joined, pm, source, table
+from lifelong_kd.cost_report import TFLOP, pareto_front
+
+from . import NAMES, ORDINALS, Results, code, command, final, fmt, joined, pm, source, table, versus
 
 TITLE = "Accuracy per unit of compute"
-TFLOP = 10**12
 REPLAY = ("er", "er-ace", "der", "derpp", "xder")
 JOINT_BATCH = ("bic", "wa", "icarl", "lucir")
 
@@ -21,13 +22,9 @@ def label(budget: float) -> str:
 
 
 def front(rows: list[dict[str, Any]]) -> list[str]:
-    """The strategies no other one beats on both training TFLOPs (lower) and class-IL (higher), cheapest first."""
-    best, kept = -1.0, []
-    for row in sorted(rows, key=lambda r: (r["training_tflops"]["mean"], -r["class_il"]["mean"])):
-        if row["class_il"]["mean"] > best:
-            best = row["class_il"]["mean"]
-            kept.append(row["strategy"])
-    return kept
+    """The strategies on the Pareto front of training TFLOPs and class-IL (the plots' dashed line), cheapest first."""
+    return [rows[i]["strategy"] for i in pareto_front([(r["training_tflops"]["mean"], r["class_il"]["mean"])
+                                                       for r in rows])]
 
 
 def listing(strategies: list[str]) -> str:
@@ -58,7 +55,7 @@ def render(results: Results) -> str:
     evaluated = " (evaluated at the training precision)" if protocol["eval_precision"] == "train" else ""
 
     def cil(s: str, b: float = large) -> str:
-        return pm([final(run) for run in runs[(s, b)]])
+        return pm(by[(s, b)]["class_il"])
 
     def nme(s: str, b: float) -> list[float]:
         return [final(run, "nme_class_il") for run in runs[(s, b)]]
@@ -123,9 +120,10 @@ def render(results: Results) -> str:
         for b in budgets for what in ("flops", "seconds")) + "\n")
 
     # The reading.
-    bic_gap = by[("bic", large)]["class_il"]["mean"] - by[("derpp", large)]["class_il"]["mean"]
-    bic_sd = max(by[("bic", large)]["class_il"]["sd"], by[("derpp", large)]["class_il"]["sd"])
-    tie = "within one sd of DER++" if bic_gap < bic_sd else "ahead of DER++"
+    bic, derpp = by[("bic", large)]["class_il"], by[("derpp", large)]["class_il"]
+    bic_gap, bic_sd = bic["mean"] - derpp["mean"], max(bic["sd"], derpp["sd"])
+    tie = {"level with": "within one sd of DER++", "above": "ahead of DER++", "below": "behind DER++"}[
+        versus(bic, derpp)]
     bullets = [
         f"**The methods that train on the exemplars and the new data in one batch move up.** "
         f"{listing(list(JOINT_BATCH))} spend 32 images a step and take {main_steps('bic')} main steps a task at "

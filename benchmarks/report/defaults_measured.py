@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from . import Results, code, command, final, fmt, joined, pm, source, table
+from . import Results, code, command, final, fmt, joined, pm, source, spread, table, versus
 from .headline import protocol_sentence
 
 TITLE = "Defaults, measured"
@@ -36,15 +36,16 @@ def comparison(new: dict[str, Any], old: dict[str, Any]) -> tuple[str, list[str]
         a, b = values(new, key, metric), values(old, key, metric)
         diff = statistics.mean(a) - statistics.mean(b)
         parts.append(f"{name} by {fmt(diff, sign=True)}")
-        if abs(diff) >= max(statistics.stdev(a), statistics.stdev(b)):
+        if versus(spread(a), spread(b)) != "level with":
             outside.append(f"{name} ({fmt(diff, sign=True)})")
     return joined(parts), outside
 
 
-def spread(outside: Sequence[str]) -> str:
+def inside_the_spread(outside: Sequence[str]) -> str:
+    """Which differences the seeds' spread covers, in words, given those it does not (``outside``)."""
     if not outside:
         return "every difference is smaller than the larger standard deviation of the two rows"
-    return ("every difference but " + " and ".join(outside) + " is smaller than the larger standard deviation "
+    return ("every difference but " + joined(list(outside)) + " is smaller than the larger standard deviation "
             "of the two rows")
 
 
@@ -67,7 +68,7 @@ def render(results: Results) -> str:
         code(command(off) + "\n" + command(on)),
         table(["lwf", *HEADER], [row("no warm-up (the old default)", off),
                                  row(f"warm-up, {warmup} epoch (Mammoth's)", on)]),
-        f"Against no warm-up, the warm-up moves {lwf_diffs} points; {spread(lwf_outside)}. "
+        f"Against no warm-up, the warm-up moves {lwf_diffs} points; {inside_the_spread(lwf_outside)}. "
         + ("The data do not argue against the source, " if not lwf_outside else
            "The data differ beyond the seeds' spread, and the source is followed; ")
         + "and the default is now Mammoth's: `--warmup-epochs -1`, the task's epoch count, resolved once and "
@@ -80,7 +81,7 @@ def render(results: Results) -> str:
         code(command(one) + "\n" + command(primer)),
         table(["kd-mse", *HEADER], [row(f"α = {alpha_one:g} (the old default)", one),
                                     row(f"α = {alpha_primer:g} (the primer's)", primer)]),
-        f"Against α = {alpha_one:g}, α = {alpha_primer:g} moves {kd_diffs} points; {spread(kd_outside)}. "
+        f"Against α = {alpha_one:g}, α = {alpha_primer:g} moves {kd_diffs} points; {inside_the_spread(kd_outside)}. "
         + (f"The final accuracies do not separate the two weights over three seeds (class-IL "
            f"{fmt(kd_class, sign=True)}), " if not any(o.startswith(("class-IL final", "task-IL final"))
                                                        for o in kd_outside)

@@ -14,10 +14,10 @@ HEADS = {"class_il": "class-IL", "task_il": "task-IL", "nme_class_il": "NME clas
 
 
 def studied(results: Results) -> list[str]:
-    """The Split-CIFAR-10 result files whose runs carry an ``fp32_eval`` (looked for in the text, so that only
-    these are marked as read by this section)."""
+    """The Split-CIFAR-10 result files whose runs carry an ``fp32_eval`` (peeked at, so that only these are
+    cited by this section)."""
     return [name for name in results.names() if name.startswith("split_cifar10_")
-            and '"fp32_eval"' in (results.folder / name).read_text()]
+            and any("fp32_eval" in run for run in results.peek(name).get("runs", []))]
 
 
 def who(run: dict[str, Any], name: str) -> str:

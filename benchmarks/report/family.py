@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from report import NAMES, Results, code, command, final, fmt, link, pm, source, table
+from . import NAMES, Results, code, command, final, fmt, link, pm, reference_key, source, table
 
 TITLE = "The distillation family"
 CAUSES_TITLE = "The distillation family: causes"
@@ -60,7 +60,7 @@ def rows(results: Results, memory: int, epochs: int = 1, per_class: int | None =
 def published(results: Results, strategy: str, memory: int, average: bool) -> str:
     """The published class-IL numbers for a row (never ours), each labelled with its source's key."""
     reference = results("split_cifar10_family_m500.json")["published_reference"]
-    key, parts = f"{strategy}/{memory}", []
+    key, parts = reference_key(strategy, memory), []
     if key in reference["class_il_task_il"]:
         parts.append(f"{fmt(reference['class_il_task_il'][key][0])} (C10)")
     if key in reference["cifar100_final_class_il"]["values"]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from report import NAMES, ORDINALS, Results, code, command, final, fmt, joined, pm, source, table, versus
-from report.family import CAUSES_TITLE, rows, run_of
+from . import NAMES, ORDINALS, Results, code, command, final, fmt, joined, pm, source, table, versus
+from .family import CAUSES_TITLE, rows, run_of
 
 TITLE = CAUSES_TITLE
 

@@ -3,12 +3,27 @@
 
 from __future__ import annotations
 
-import importlib
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from . import MINUS, NAMES, Results, code, command, final, fmt, link, pm, published, source, table
+from . import (
+    MINUS,
+    NAMES,
+    Results,
+    code,
+    command,
+    family,
+    final,
+    fmt,
+    link,
+    pm,
+    published,
+    source,
+    spread,
+    table,
+    versus,
+)
 
 TITLE = "Split-CIFAR-10 with each strategy's defaults"
 
@@ -21,7 +36,6 @@ ICARL_M500 = "split_cifar10_icarl_m500_no_tiny_batch.json"
 ICARL_FIXED = "split_cifar10_icarl_fixed_head.json"
 ICARL_FIXED_M500 = "split_cifar10_icarl_fixed_m500_no_tiny_batch.json"
 ICARL_SEEDS = "split_cifar10_icarl_seeds.json"
-FAMILY = "split_cifar10_family.json"
 FILES = (HEADLINE_SEED0, NEW_DEFAULTS, DER_ICARL, DERPP_M200, ICARL_M500, ICARL_FIXED, ICARL_FIXED_M500,
          HEADLINE_SEEDS, ICARL_SEEDS)
 
@@ -88,15 +102,6 @@ def label(strategy: str, memory: int | None) -> str:
     return strategy if memory is None else f"{strategy} M={memory}"
 
 
-def section_link(module: str, fallback: str) -> str:
-    """A link to another section of the page, by its module's TITLE (``fallback`` while it is missing)."""
-    try:
-        title = importlib.import_module(f"{__package__}.{module}").TITLE
-    except ImportError:
-        return fallback
-    return link(title)
-
-
 def render(results: Results) -> str:
     docs = {name: results(name) for name in FILES}
     first = docs[HEADLINE_SEED0]
@@ -150,8 +155,9 @@ def _notes(results: Results, docs: dict[str, dict[str, Any]]) -> str:
     after = pick(docs[ICARL_M500], "icarl", 500, (0, 1, 2))
     (fixed_before,) = pick(docs[ICARL_FIXED], "icarl", 500, (0,))
     (fixed_after,) = pick(docs[ICARL_FIXED_M500], "icarl", 500, (0,))
-    icarl_link = section_link("icarl_m500", "the iCaRL section")
-    defaults_link = section_link("defaults_measured", "Defaults, measured")
+    from . import defaults_measured, icarl_m500  # they import this module
+
+    icarl_link, defaults_link = link(icarl_m500.TITLE), link(defaults_measured.TITLE)
     return (
         "What the rows reflect:\n\n"
         "- **der, derpp**: the default head is the papers' fixed one. On a growing head DER scored at "
@@ -179,8 +185,7 @@ def _reading(three: dict[str, list[dict[str, Any]]], results: Results) -> str:
         return pm([final(r) for r in three[name]], 1)
 
     ranked = sorted(three, key=lambda n: -stats(n)[0])
-    (der_m, der_s), (er_m, er_s) = stats("der M=500"), stats("er M=500")
-    tie = abs(der_m - er_m) < max(der_s, er_s)
+    tie = versus(*(spread([final(r) for r in three[name]]) for name in ("der M=500", "er M=500"))) == "level with"
     der_er = (f"DER ({text('der M=500')}) and ER ({text('er M=500')}) "
               + ("tie within the seeds' spread" if tie else "differ by more than the seeds' spread"))
     i200, i500 = stats("icarl M=200")[0], stats("icarl M=500")[0]
@@ -208,12 +213,11 @@ def readme_block(results: Results) -> str:
             strategy, "—" if memory is None else str(memory), with_nme(runs).replace("(", "(NME "),
             pm([final(r, "task_il") for r in runs]), pm([final(r, "class_il", "forgetting") for r in runs]),
             published(first, strategy, memory)]))
-    for group in results(FAMILY)["groups"]:
-        if (group["strategy"] in FAMILY_ROWS and group["memory"] == 500 and group["epochs"] == 1
-                and group["max_train_per_class"] is None and group["seeds"] == [0, 1, 2]):
-            cell = [pm(group[k]) for k in ("class_il", "task_il", "forgetting")]
-            rows.append((group["class_il"]["mean"], [group["strategy"], str(group["memory"]), *cell,
-                                                     published(first, group["strategy"], group["memory"])]))
+    for strategy in FAMILY_ROWS:
+        group = family.rows(results, 500)[strategy]
+        assert group["seeds"] == [0, 1, 2]
+        cells = [pm(group[k]) for k in ("class_il", "task_il", "forgetting")]
+        rows.append((group["class_il"]["mean"], [strategy, "500", *cells, published(first, strategy, 500)]))
     rows.sort(key=lambda row: (-row[0], row[1][0]))
     negative = [NAMES[row[0]] for _, row in rows if row[4].startswith(MINUS)]
     note = (f"{' and '.join(negative)}'s forgetting is negative: a task scores low right after it is learnt and rises "
