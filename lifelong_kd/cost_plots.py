@@ -16,27 +16,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .cost_report import TFLOP, task_boundaries  # noqa: E402
+from .cost_report import TFLOP, pareto_front, task_boundaries  # noqa: E402
 from .errors import UsageError  # noqa: E402
 from .plots import _benchmark, _save, _seed_count  # noqa: E402
-from .report import Document, config_labels, group_runs, is_complete, labelled_aggregates, seeds_text  # noqa: E402
+from .report import (  # noqa: E402
+    Document,
+    config_labels,
+    group_runs,
+    is_complete,
+    labelled_aggregates,
+    mean_and_std,
+    seeds_text,
+)
 
 COST_AXES = {"flops": ("training_flops", TFLOP, "training compute (TFLOP)"),
              "seconds": ("train_seconds", 1.0, "training time (s)")}
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """The indices of the (cost, accuracy) points no other point beats, sorted by cost (then index).
-
-    Point j beats point i when ``cost_j <= cost_i`` and ``accuracy_j >= accuracy_i``, strictly
-    better in one of the two; equal points do not beat each other, so both stay on the front.
-    """
-    front = [i for i, (cost, accuracy) in enumerate(points)
-             if not any(c <= cost and a >= accuracy and (c < cost or a > accuracy) for c, a in points)]
-    return sorted(front, key=lambda i: (points[i][0], i))
 
 
 def plot_cost(docs: Sequence[Document], path: Path, axis: str = "flops", title: str | None = None) -> Figure:
@@ -109,11 +105,9 @@ def plot_anytime(docs: Sequence[Document], path: Path, title: str | None = None)
     boundaries = []
     for label, runs in curves:
         steps = [point["step"] for point in runs[0]["anytime"]["points"]]
-        accuracies = np.array([[point["class_il"] for point in doc["anytime"]["points"]] for doc in runs])
-        mean = accuracies.mean(axis=0)
+        mean, std = mean_and_std([[point["class_il"] for point in doc["anytime"]["points"]] for doc in runs])
         line = ax.plot(steps, mean, marker="o", markersize=3, linewidth=1.6, label=label)[0]
         if len(runs) > 1:
-            std = accuracies.std(axis=0, ddof=1)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
         if "cost" in runs[0]:
             boundaries.append((line.get_color(), task_boundaries(runs[0])))

@@ -73,6 +73,11 @@ EXTRA_COLUMNS = (
 )
 
 
+def mean_std_cell(stats: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> str:
+    """A table cell: an aggregate's ``mean ± std`` divided by ``scale``, or a dash where it is missing."""
+    return "—" if stats is None else f"{stats['mean'] / scale:.{digits}f} ± {stats['std'] / scale:.{digits}f}"
+
+
 def extra_columns(aggregates: Sequence[Document]) -> list[tuple[str, list[str]]]:
     """The columns of ``EXTRA_COLUMNS`` that some aggregate (``report.aggregate``) has: the header and
     one cell per aggregate, mean ± sample std over seeds (scaled: FLOPs in TFLOPs), a dash where missing.
@@ -81,7 +86,17 @@ def extra_columns(aggregates: Sequence[Document]) -> list[tuple[str, list[str]]]
     for header, statistics, scale, digits in EXTRA_COLUMNS:
         found = [statistics(agg) for agg in aggregates]
         if any(stats is not None for stats in found):
-            cells = ["—" if stats is None else f"{stats['mean'] / scale:.{digits}f} ± {stats['std'] / scale:.{digits}f}"
-                     for stats in found]
+            cells = [mean_std_cell(stats, scale, digits) for stats in found]
             columns.append((header, cells))
     return columns
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """The indices of the (cost, accuracy) points no other point beats, sorted by cost (then index).
+
+    Point j beats point i when ``cost_j <= cost_i`` and ``accuracy_j >= accuracy_i``, strictly
+    better in one of the two; equal points do not beat each other, so both stay on the front.
+    """
+    front = [i for i, (cost, accuracy) in enumerate(points)
+             if not any(c <= cost and a >= accuracy and (c < cost or a > accuracy) for c, a in points)]
+    return sorted(front, key=lambda i: (points[i][0], i))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
-from .cost_report import COST_TOTALS, cost_totals, extra_columns, with_intransigence
+from .cost_report import COST_TOTALS, cost_totals, extra_columns, mean_std_cell, with_intransigence
 from .errors import UsageError
 from .results import load_results
 
@@ -366,7 +366,7 @@ def compare_table(docs: Sequence[Document], reference: Document | None = None) -
         for setting in settings:
             for name in TABLE_METRICS:
                 stats = agg["metrics"].get(setting, {}).get(name)
-                cells.append("—" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}")
+                cells.append(mean_std_cell(stats))
         cells += [column[row] for _, column in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -36,9 +36,10 @@ def fake_docs() -> list[dict[str, Any]]:
     return finetune + [fake_run("er", seed, matrices, hparams=ER_HPARAMS) for seed, matrices in ER.items()]
 
 
-def write_fake_runs(root: Path) -> Path:
-    """root/finetune/seed_N/results.json (a multi-seed run's layout) and root/er/results.json."""
-    finetune, finetune_1, er = fake_docs()
+def write_fake_runs(root: Path, docs: list[dict[str, Any]] | None = None) -> Path:
+    """root/finetune/seed_N/results.json (a multi-seed run's layout) and root/er/results.json, holding
+    ``docs`` (``fake_docs()`` by default)."""
+    finetune, finetune_1, er = docs or fake_docs()
     write_results(root / "finetune" / "seed_0" / "results.json", finetune)
     write_results(root / "finetune" / "seed_1" / "results.json", finetune_1)
     write_results(root / "er" / "results.json", er)
@@ -90,3 +91,19 @@ def fake_cost_docs() -> list[dict[str, Any]]:
 # A joint run's class-IL matrix: 95 on task 0 after task 0, 92 on task 1 after task 1. Intransigence by hand:
 # finetune seed 0 (diagonal 80, 90): 15, 2, mean 8.5; seed 1 (60, 70): 35, 22, mean 28.5; er (90, 85): 5, 7, mean 6.
 JOINT = {"class_il": [[95.0, 0.0], [90.0, 92.0]]}
+
+
+MEASURED_COST = {"train_seconds", "eval_seconds", "peak_memory_bytes"}
+
+
+def counted_per_task(cost: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's per-task cost without what is measured (seconds, peak memory): what was counted, which two runs
+    of the same settings share."""
+    return [{k: v for k, v in task.items() if k not in MEASURED_COST} for task in cost["per_task"]]
+
+
+def error_line(capsys: Any) -> str:
+    """The one line a command printed on stderr (and no traceback)."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err

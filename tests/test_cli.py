@@ -3,17 +3,11 @@ import pickle
 
 import numpy as np
 import pytest
+from fake_runs import error_line
 
 from lifelong_kd.cli import main
 
 DIGITS_RUN = ["run", "--benchmark", "split-digits", "--model", "small-cnn", "--epochs", "1", "--quiet"]
-
-
-def _error_line(capsys):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 def test_run_end_to_end_prints_summary(tmp_path, capsys):
@@ -74,13 +68,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_overwritten(argv, fix, tmp_pat
     except SystemExit as stop:  # argparse's own errors
         code = stop.code
     assert code == 2
-    assert fix in _error_line(capsys)
+    assert fix in error_line(capsys)
     assert not (out / "results.json").exists()
 
 
 def test_non_empty_output_dir_needs_overwrite(occupied, capsys):
     assert main([*DIGITS_RUN, "--out", str(occupied)]) == 2
-    assert "--overwrite" in _error_line(capsys)
+    assert "--overwrite" in error_line(capsys)
     assert (occupied / "results.json").read_text() == "keep me"
 
 
@@ -89,7 +83,7 @@ def test_wrong_data_root_is_reported_before_training(tmp_path, occupied, capsys)
     argv = ["run", "--benchmark", "split-cifar10", "--data-root", str(tmp_path / "junk"), "--out",
             str(tmp_path / "x")]
     assert main(argv) == 2
-    assert "--data-root" in _error_line(capsys)
+    assert "--data-root" in error_line(capsys)
     assert not (tmp_path / "x").exists()
 
 

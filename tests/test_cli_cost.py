@@ -1,5 +1,5 @@
 import pytest
-from fake_runs import JOINT, fake_cost_docs, fake_run, with_anytime
+from fake_runs import JOINT, error_line, fake_cost_docs, fake_run, with_anytime, write_fake_runs
 
 from lifelong_kd.cli import build_parser, main
 from lifelong_kd.report import compare_table
@@ -8,23 +8,8 @@ from lifelong_kd.results import write_results
 OLD_FIGURES = ["forgetting_curves", "accuracy_matrices", "strategy_comparison", "final_accuracy_forgetting"]
 
 
-def _write(root, docs):
-    """finetune/seed_N/results.json and er/results.json, as ``write_fake_runs``."""
-    finetune_0, finetune_1, er = docs
-    write_results(root / "finetune" / "seed_0" / "results.json", finetune_0)
-    write_results(root / "finetune" / "seed_1" / "results.json", finetune_1)
-    write_results(root / "er" / "results.json", er)
-    return root
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 def test_compare_with_a_reference_adds_intransigence(tmp_path, capsys):
-    runs = _write(tmp_path / "runs", fake_cost_docs())
+    runs = write_fake_runs(tmp_path / "runs", fake_cost_docs())
     write_results(tmp_path / "joint" / "results.json", fake_run("joint", 0, JOINT))
     assert main(["compare", str(runs), "--reference", str(tmp_path / "joint")]) == 0
     printed = capsys.readouterr().out
@@ -34,13 +19,13 @@ def test_compare_with_a_reference_adds_intransigence(tmp_path, capsys):
     assert "| 22.50 ± 3.54 | 11.0 ± 1.4 | 48.75 ± 7.07 | 18.50 ± 14.14 |" in printed
     write_results(tmp_path / "short" / "results.json", fake_run("joint", 0, {"class_il": [[95.0, 0.0]]}, n_tasks=2))
     assert main(["compare", str(runs), "--reference", str(tmp_path / "short")]) == 2
-    assert "is not a finished run (partial 1/2)" in _error_line(capsys)
+    assert "is not a finished run (partial 1/2)" in error_line(capsys)
 
 
 def test_plot_kinds_cost_and_anytime(tmp_path, capsys):
     docs = fake_cost_docs()
     docs[2] = with_anytime(docs[2], 5, [70.0, 65.0], [5, 5])
-    runs = _write(tmp_path / "runs", docs)
+    runs = write_fake_runs(tmp_path / "runs", docs)
     out = tmp_path / "cost"
     assert main(["plot", str(runs), "-o", str(out), "--kind", "cost", "--format", "svg"]) == 0
     assert sorted(path.name for path in out.iterdir()) == ["cost_flops.svg", "cost_seconds.svg"]
@@ -54,14 +39,14 @@ def test_plot_kinds_cost_and_anytime(tmp_path, capsys):
 
 
 def test_all_leaves_out_what_some_run_lacks_and_an_explicit_kind_says_so(tmp_path, capsys):
-    runs = _write(tmp_path / "runs", fake_cost_docs())  # er has no anytime evaluations
+    runs = write_fake_runs(tmp_path / "runs", fake_cost_docs())  # er has no anytime evaluations
     out = tmp_path / "all"
     assert main(["plot", str(runs), "-o", str(out)]) == 0
     names = [*OLD_FIGURES, "cost_flops", "cost_seconds"]
     assert sorted(path.name for path in out.iterdir()) == sorted(f"{name}.png" for name in names)
     capsys.readouterr()
     assert main(["plot", str(runs), "-o", str(tmp_path / "anytime"), "--kind", "anytime"]) == 2
-    assert "--kind anytime: 1 of the 3 runs have no 'anytime' entry" in _error_line(capsys)
+    assert "--kind anytime: 1 of the 3 runs have no 'anytime' entry" in error_line(capsys)
     assert not (tmp_path / "anytime").exists()
 
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_runs import FINETUNE, fake_docs, fake_run, write_fake_runs
+from fake_runs import FINETUNE, error_line, fake_docs, fake_run, write_fake_runs
 
 from lifelong_kd import metrics
 from lifelong_kd.cli import main
@@ -46,29 +46,23 @@ def test_compare_prints_the_markdown_table(runs, capsys):
     assert "| finetune | 2 (0, 1) | completed 2/2 | 40.00 ± 7.07 | 55.00 ± 10.61 |" in printed
 
 
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 @pytest.mark.parametrize("command", ["plot", "compare"])
 def test_bad_runs_exit_2_with_one_line(command, runs, tmp_path, capsys):
     out = ["-o", str(tmp_path / "figures")] if command == "plot" else []
     (tmp_path / "empty").mkdir()
     assert main([command, str(tmp_path / "empty"), *out]) == 2
-    assert "no results.json under" in _error_line(capsys)
+    assert "no results.json under" in error_line(capsys)
     corrupt = runs / "er" / "results.json"
     corrupt.write_text(corrupt.read_text()[:50])
     assert main([command, str(runs), *out]) == 2
-    assert str(corrupt) in _error_line(capsys)
+    assert str(corrupt) in error_line(capsys)
     other = {**fake_docs()[0], "config": {**fake_docs()[0]["config"], "benchmark": "split-digits"}}
     write_results(corrupt, other)
     assert main([command, str(runs), *out]) == 2
-    assert "different benchmarks" in _error_line(capsys)
+    assert "different benchmarks" in error_line(capsys)
     write_results(corrupt, {**other, "matrices": {}})
     assert main([command, str(runs), *out]) == 2
-    assert "no accuracy matrices" in _error_line(capsys)
+    assert "no accuracy matrices" in error_line(capsys)
     assert not (tmp_path / "figures").exists()
 
 
@@ -102,10 +96,10 @@ def test_plot_leaves_a_failed_run_out_unless_included(runs, tmp_path, capsys):
     failed = _add_failed_run(runs)
     out = tmp_path / "figures"
     assert main(["plot", str(runs), "-o", str(out), "--kind", "compare"]) == 0
-    err = _error_line(capsys)
+    err = error_line(capsys)
     assert err.startswith("lifelong-kd: warning: left out 1 unfinished run") and str(failed) in err
     assert main(["plot", str(runs), "-o", str(out), "--kind", "compare", "--include-incomplete"]) == 0
-    assert "included 1 unfinished run" in _error_line(capsys)
+    assert "included 1 unfinished run" in error_line(capsys)
 
 
 @pytest.mark.parametrize("command", ["plot", "compare"])
@@ -113,7 +107,7 @@ def test_only_unfinished_runs_exit_2_naming_the_flag(command, runs, tmp_path, ca
     out = ["-o", str(tmp_path / "figures")] if command == "plot" else []
     failed = _add_failed_run(runs)
     assert main([command, str(failed), *out]) == 2
-    err = _error_line(capsys)
+    err = error_line(capsys)
     assert err.startswith("lifelong-kd: error: none of the runs finished (1 unfinished run; pass --include-incomplete")
     assert f"{failed} (failed: loss is nan, 2/2 tasks)" in err
     assert not (tmp_path / "figures").exists()
@@ -147,8 +141,8 @@ def test_run_with_seeds_writes_each_seed_and_the_aggregate(tmp_path, capsys):
 
 def test_seeds_must_be_distinct_and_exclude_seed(tmp_path, capsys):
     assert main([*TINY_RUN, "--seeds", "1", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "repeats a seed" in _error_line(capsys)
+    assert "repeats a seed" in error_line(capsys)
     with pytest.raises(SystemExit) as stop:
         main([*TINY_RUN, "--seed", "0", "--seeds", "1", "2", "--out", str(tmp_path / "x")])
-    assert stop.value.code == 2 and "not allowed with argument" in _error_line(capsys)
+    assert stop.value.code == 2 and "not allowed with argument" in error_line(capsys)
     assert not (tmp_path / "x").exists()

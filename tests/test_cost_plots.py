@@ -6,7 +6,8 @@ import pytest
 from fake_runs import ANYTIME, fake_cost_docs, fake_run, with_anytime, with_cost
 from matplotlib.container import ErrorbarContainer
 
-from lifelong_kd.cost_plots import pareto_front, plot_anytime, plot_cost
+from lifelong_kd.cost_plots import plot_anytime, plot_cost
+from lifelong_kd.cost_report import pareto_front
 from lifelong_kd.errors import UsageError
 
 # finetune (seeds 0, 1): 20 and 25 TFLOPs, 10 and 12 s, final class-IL accuracy 45 and 35;

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_tiny_stream, tiny_config, tiny_model, tiny_model_for
+from fake_runs import counted_per_task
 
 from lifelong_kd.distributed import Distributed, run_forked
 from lifelong_kd.runner import Runner
@@ -47,8 +48,7 @@ def train(strategy: str) -> Callable[[Distributed], dict]:
                         tiny_config(), progress=False, dist=group)
         doc = runner.run()
         memory = runner.strategy.state_dict().get("buffer")
-        measured = {"train_seconds", "eval_seconds", "peak_memory_bytes"}
-        counted = [{k: v for k, v in task.items() if k not in measured} for task in doc["cost"]["per_task"]]
+        counted = counted_per_task(doc["cost"])
         return {"parameters": {k: v for k, v in runner.model.state_dict().items() if v.is_floating_point()},
                 "matrices": doc["matrices"], "hashes": runner.state_hashes,
                 "cost": (counted, doc["cost"]["flops_per_step"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config, tiny_model
+from fake_runs import counted_per_task
 
 from lifelong_kd import faults
 from lifelong_kd.checkpoint import CHECKPOINT
@@ -83,9 +84,7 @@ def assert_equal(a, b, where: str = "") -> None:
 def counted_cost(out: Path) -> dict:
     """The run's cost but the measured times and peak memory: what was counted (images, steps, FLOPs)."""
     cost = json.loads((out / "results.json").read_text())["cost"]
-    measured = {"train_seconds", "eval_seconds", "peak_memory_bytes"}
-    return {"per_task": [{k: v for k, v in task.items() if k not in measured} for task in cost["per_task"]],
-            "flops_per_step": cost["flops_per_step"]}
+    return {"per_task": counted_per_task(cost), "flops_per_step": cost["flops_per_step"]}
 
 
 def assert_same_end(out: Path, reference: Path) -> None:
